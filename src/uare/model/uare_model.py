@@ -1,0 +1,208 @@
+"""UAREModel: the MoT LLM with its ViT, connector, latent adapters and heads.
+
+Training: `model(packed)` over a PackedSequence. Inference: prefill/decode/velocity calls
+against an InferenceContext. Both run the same routed MoT layers (mot.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .autoencoder import Autoencoder
+from .config import ModelConfig
+from .embeddings import PositionEmbedding, TimestepEmbedder
+from .kv_cache import CachedAttention, InferenceContext
+from .layers import attention
+from .mot import MoTDecoder
+from .patches import latent_pos_ids, latents_to_tokens
+from .vit import ViT, vit_patchify
+
+if TYPE_CHECKING:
+    from ..sequence import PackedSequence, SpecialIds
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor     # (Nce, V) at packed.ce_index
+    velocity: torch.Tensor   # (Nmse, token_dim) at packed.mse_rows
+
+
+class Connector(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(cin, cout), nn.Linear(cout, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class UAREModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.llm.hidden_size
+        self.llm = MoTDecoder(cfg.llm)
+        self.vit = ViT(cfg.vit)
+        self.connector = Connector(cfg.vit.hidden_size, d)
+        self.vit_pos_embed = PositionEmbedding(cfg.vit.max_patches_per_side, d)
+        self.latent_pos_embed = PositionEmbedding(cfg.max_latent_size, d)
+        self.time_embedder = TimestepEmbedder(d)
+        self.vae2llm = nn.Linear(cfg.latent_token_dim, d)
+        self.llm2vae = nn.Linear(d, cfg.latent_token_dim)
+        # kept outside the registered modules: Bagel ships it apart (ae.safetensors), so
+        # state_dict() holds exactly the LLM-side keys; _apply below still moves it
+        object.__setattr__(self, "autoencoder", Autoencoder(cfg.vae).requires_grad_(False).eval())
+        object.__setattr__(self, "tokenizer", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0.02) linears/embeddings, zero biases, zero llm2vae, gen expert = und."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.llm2vae.weight)
+        nn.init.zeros_(self.llm2vae.bias)
+        if self.llm.embed_tokens.weight.device.type != "meta":
+            self.llm.copy_und_to_gen()
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.autoencoder._apply(fn, recurse)
+        return self
+
+    @property
+    def special_ids(self) -> "SpecialIds":
+        from ..sequence import SpecialIds
+
+        c = self.cfg.llm
+        return SpecialIds(c.bos_id, c.eos_id, c.vision_start_id, c.vision_end_id)
+
+    @property
+    def attention_backend(self) -> str:
+        # measured on this CPU: dense-mask SDPA beats flex_attention (bench/model.py)
+        return "sdpa" if self.cfg.attention == "auto" else self.cfg.attention
+
+    # ---- token embeddings -------------------------------------------------------
+    def embed_vit(self, patches: torch.Tensor, pos_ids: torch.Tensor, seqlens: list[int]) -> torch.Tensor:
+        """(N, p*p*3) patches -> (N, D) LLM inputs."""
+        return self.connector(self.vit(patches, pos_ids, seqlens)) + self.vit_pos_embed(pos_ids)
+
+    def embed_latents(self, tokens: torch.Tensor, t: torch.Tensor, pos_ids: torch.Tensor) -> torch.Tensor:
+        """(N, token_dim) latent tokens at times t (N,) -> (N, D) LLM inputs."""
+        return self.vae2llm(tokens) + self.time_embedder(t) + self.latent_pos_embed(pos_ids)
+
+    def embed(self, packed: "PackedSequence") -> torch.Tensor:
+        """(L, D) input embeddings of a packed sequence."""
+        w = self.llm.embed_tokens.weight
+        h = torch.zeros(packed.length, w.shape[1], device=w.device, dtype=w.dtype)
+        h = h.index_copy(0, packed.text_index, self.llm.embed_tokens(packed.input_ids[packed.text_index]))
+        if packed.vit_index.numel():
+            vit = self.embed_vit(packed.vit_patches.to(w.dtype), packed.vit_pos_ids, packed.vit_seqlens)
+            h = h.index_copy(0, packed.vit_index, vit)
+        if packed.vae_index.numel():
+            lat = self.embed_latents(packed.vae_tokens.to(w.dtype), packed.vae_timesteps, packed.vae_pos_ids)
+            h = h.index_copy(0, packed.vae_index, lat)
+        return h
+
+    # ---- training forward ------------------------------------------------------
+    def forward(self, packed: "PackedSequence") -> ModelOutput:
+        """Logits at packed.ce_index and velocities at packed.mse_rows."""
+        perm, n_und = _routing(packed.gen_mask)
+        inv = torch.argsort(perm)
+        mask = packed.attention_mask()[perm][:, perm]
+        backend = self.attention_backend
+
+        def attend(i, q, k, v):
+            return attention(q, k, v, mask, backend)
+
+        hu, hg = self.llm(self.embed(packed)[perm], n_und, packed.position_ids[perm], attend)
+        logits = self.llm.lm_head(hu[inv[packed.ce_index]])
+        velocity = self.llm2vae(hg[inv[packed.vae_index[packed.mse_rows]] - n_und])
+        return ModelOutput(logits=logits, velocity=velocity)
+
+    # ---- inference against a KV cache -----------------------------------------
+    def new_context(self) -> InferenceContext:
+        return InferenceContext()
+
+    def _run_block(self, ctx: InferenceContext, h: torch.Tensor, gen_mask: torch.Tensor,
+                   positions: torch.Tensor, causal: bool, write: bool):
+        perm, n_und = _routing(gen_mask)
+        attend = CachedAttention(ctx.cache, self.cfg.llm.num_layers, causal, write, self.attention_backend)
+        hu, hg = self.llm(h[perm], n_und, positions[perm], attend)
+        return hu, hg, perm, n_und
+
+    def _marker_block(self, inner: torch.Tensor, gen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """<|vision_start|> inner <|vision_end|> embeddings and the gen mask of the block."""
+        c = self.cfg.llm
+        ids = torch.tensor([c.vision_start_id, c.vision_end_id], device=inner.device)
+        marks = self.llm.embed_tokens(ids)
+        h = torch.cat([marks[:1], inner, marks[1:]])
+        gen_mask = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        gen_mask[1:-1] = gen
+        return h, gen_mask
+
+    @torch.no_grad()
+    def prefill_text(self, ctx: InferenceContext, ids: list[int]) -> None:
+        """Append <|im_start|> ids <|im_end|> (causal, und); rope advances by the length."""
+        c = self.cfg.llm
+        tok = torch.tensor([c.bos_id, *ids, c.eos_id], device=self.llm.embed_tokens.weight.device)
+        pos = torch.arange(ctx.rope, ctx.rope + tok.shape[0], device=tok.device)
+        self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros_like(tok, dtype=torch.bool), pos, True, True)
+        ctx.rope += tok.shape[0]
+
+    @torch.no_grad()
+    def decode_step(self, ctx: InferenceContext, token_id: int) -> torch.Tensor:
+        """Append one text token; returns the (V,) logits for the next token."""
+        tok = torch.tensor([token_id], device=self.llm.embed_tokens.weight.device)
+        pos = torch.tensor([ctx.rope], device=tok.device)
+        hu, _, _, _ = self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros(1, dtype=torch.bool, device=tok.device), pos, True, True)
+        ctx.rope += 1
+        return self.llm.lm_head(hu)[0]
+
+    @torch.no_grad()
+    def prefill_vit_image(self, ctx: InferenceContext, pixels: torch.Tensor) -> None:
+        """(3, H, W) in [-1, 1] as one bidirectional und block at one rope id."""
+        v = self.cfg.vit
+        w = self.llm.embed_tokens.weight
+        patches, pos = vit_patchify(pixels.to(w), v.patch_size, v.max_patches_per_side)
+        inner = self.embed_vit(patches, pos.to(w.device), [patches.shape[0]])
+        h, gen_mask = self._marker_block(inner, gen=False)
+        self._run_block(ctx, h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long), False, True)
+        ctx.rope += 1
+
+    def _latent_block(self, ctx, tokens: torch.Tensor, t: float, grid: tuple[int, int]):
+        w = self.llm.embed_tokens.weight
+        pos = latent_pos_ids(grid[0], grid[1], self.cfg.max_latent_size).to(w.device)
+        tt = torch.full((tokens.shape[0],), float(t), device=w.device)
+        h, gen_mask = self._marker_block(self.embed_latents(tokens.to(w), tt, pos), gen=True)
+        return h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long)
+
+    @torch.no_grad()
+    def prefill_vae_image(self, ctx: InferenceContext, latent: torch.Tensor) -> None:
+        """(z, p*h, p*w) clean scaled latents as a gen block with t = 0; rope advances by 1."""
+        p = self.cfg.latent_patch_size
+        tokens = latents_to_tokens(latent, p)
+        grid = (latent.shape[1] // p, latent.shape[2] // p)
+        self._run_block(ctx, *self._latent_block(ctx, tokens, 0.0, grid), False, True)
+        ctx.rope += 1
+
+    @torch.no_grad()
+    def velocity(self, ctx: InferenceContext, x_t: torch.Tensor, t: float, grid: tuple[int, int]) -> torch.Tensor:
+        """(h*w, token_dim) noisy tokens at time t -> predicted eps - x0, same shape; cache untouched."""
+        if x_t.shape[0] != grid[0] * grid[1]:
+            raise ValueError(f"velocity: {x_t.shape[0]} tokens do not fill a {grid[0]}x{grid[1]} grid")
+        _, hg, _, _ = self._run_block(ctx, *self._latent_block(ctx, x_t, t, grid), False, False)
+        return self.llm2vae(hg).to(x_t.dtype)
+
+
+def _routing(gen_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Permutation putting und tokens first (stable), and the und count."""
+    und = torch.nonzero(~gen_mask).flatten()
+    gen = torch.nonzero(gen_mask).flatten()
+    return torch.cat([und, gen]), und.shape[0]
