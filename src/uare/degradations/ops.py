@@ -1,0 +1,163 @@
+"""Tensor building blocks shared by every degradation: conversion, filtering, resizing.
+
+All functions take float32 NCHW tensors in [0, 1] (RGB), the batched layout of
+docs/design.md, and never loop over pixels in Python.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+# ITU-R BT.601 luma weights, the grey conversion that Real-ESRGAN's grey noise uses.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (1, 3, H, W) float32 in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> HxWx3 uint8 (rounded, clipped)."""
+    if x.ndim == 4:
+        x = x[0]
+    q = torch.clamp(torch.round(x.detach().float().cpu() * 255.0), 0, 255).to(torch.uint8)
+    return q.permute(1, 2, 0).numpy()
+
+
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    return Image.fromarray(tensor_to_uint8(x), mode="RGB")
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid, as a saved image would be."""
+    return torch.clamp(torch.round(x * 255.0), 0, 255) / 255.0
+
+
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) BT.601 luma."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """Reflect-101 padding (OpenCV's default border); replicate where the image is too
+    small for reflection (torch refuses a reflect pad as large as the side)."""
+    if ph == 0 and pw == 0:
+        return x
+    h, w = x.shape[-2:]
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (pw, pw, ph, ph), mode=mode)
+
+
+def filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Correlate each sample with its own kernel, reflect-101 borders, same size out.
+
+    x: (B, C, H, W); kernels: (B, k, k) or (k, k) with k odd (one kernel per sample,
+    shared by its channels). One grouped convolution does the whole batch.
+    """
+    b, c, h, w = x.shape
+    if kernels.ndim == 2:
+        kernels = kernels.expand(b, -1, -1)
+    k = kernels.shape[-1]
+    if kernels.shape[0] != b or kernels.shape[-2] != k or k % 2 == 0:
+        raise ValueError(f"filter2d: need {b} odd square kernels, got shape {tuple(kernels.shape)}")
+    p = k // 2
+    xp = pad_reflect(x, p, p).reshape(1, b * c, h + 2 * p, w + 2 * p)
+    weight = kernels.to(x).repeat_interleave(c, dim=0)[:, None]
+    return F.conv2d(xp, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def trim_kernel(kernel: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
+    """Drop all-zero outer rings of a centred (k, k) kernel: Real-ESRGAN pads every
+    kernel to 21x21, and convolving with the zeros would only cost time."""
+    k = kernel.shape[-1]
+    nz = torch.nonzero(kernel.abs() > tol)
+    if nz.numel() == 0:
+        return kernel
+    c = k // 2
+    r = int(max((nz - c).abs().max().item(), 0))
+    return kernel[c - r:c + r + 1, c - r:c + r + 1]
+
+
+def filter2d_each(x: torch.Tensor, kernels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """filter2d with kernels of different sizes: samples sharing a size are convolved
+    together, so the cost follows each kernel's true support rather than the largest."""
+    out = torch.empty_like(x)
+    trimmed = [trim_kernel(k) for k in kernels]
+    sizes = sorted({t.shape[-1] for t in trimmed})
+    for size in sizes:
+        idx = [i for i, t in enumerate(trimmed) if t.shape[-1] == size]
+        sel = torch.tensor(idx, device=x.device)
+        out[sel] = filter2d(x[sel], torch.stack([trimmed[i] for i in idx]))
+    return out
+
+
+def gaussian_1d(sigma: float, radius: int) -> torch.Tensor:
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    return (g / g.sum()).float()
+
+
+def separable_blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Blur every channel with the outer product g gᵀ (two 1-D passes, reflect-101)."""
+    b, c, h, w = x.shape
+    r = g.numel() // 2
+    g = g.to(x)
+    y = pad_reflect(x, r, 0).reshape(b * c, 1, h + 2 * r, w)
+    y = F.conv2d(y, g.view(1, 1, -1, 1)).reshape(b, c, h, w)
+    y = pad_reflect(y, 0, r).reshape(b * c, 1, h, w + 2 * r)
+    return F.conv2d(y, g.view(1, 1, 1, -1)).reshape(b, c, h, w)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize to (h, w) with torch's defaults (no antialias), as Real-ESRGAN does."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+    h, w = max(1, int(size[0])), max(1, int(size[1]))
+    if (h, w) == tuple(x.shape[-2:]):
+        return x
+    if mode == "area":
+        return F.interpolate(x, size=(h, w), mode="area")
+    return F.interpolate(x, size=(h, w), mode=mode, align_corners=False)
+
+
+def torch_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def seed_streams(seed: int) -> tuple[np.random.Generator, int]:
+    """One seed -> (parameter generator, seed for pixel-level randomness).
+
+    Two independent streams, so sampling parameters never depends on image size and
+    records can be drawn without making images.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    params, pixels = np.random.SeedSequence(int(seed)).spawn(2)
+    return np.random.default_rng(params), int(pixels.generate_state(1, np.uint64)[0])
+
+
+def usm_sharpen(x: torch.Tensor, weight: float = 0.5, threshold: float = 10.0,
+                radius: int = 50, sigma: float = 0.0) -> torch.Tensor:
+    """Unsharp masking as Real-ESRGAN sharpens its ground truth. x: (B, C, H, W).
+
+    Only pixels whose residual exceeds `threshold` (0-255 scale) are sharpened, and the
+    mask itself is blurred so the sharpened areas blend in. sigma 0 means OpenCV's
+    choice for the kernel size: 0.3·((k − 1)/2 − 1) + 0.8 (8.0 for radius 50)."""
+    k = radius + 1 if radius % 2 == 0 else radius  # OpenCV-style: even radius -> odd size
+    if sigma <= 0:
+        sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
+    g = gaussian_1d(sigma, k // 2)
+    blur = separable_blur(x, g)
+    residual = x - blur
+    mask = (residual.abs() * 255.0 > threshold).to(x.dtype)
+    soft = separable_blur(mask, g)
+    sharp = torch.clamp(x + weight * residual, 0, 1)
+    return soft * sharp + (1 - soft) * x
