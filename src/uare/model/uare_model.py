@@ -6,6 +6,7 @@ against an InferenceContext. Both run the same routed MoT layers (mot.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -70,6 +71,31 @@ class UAREModel(nn.Module):
         nn.init.zeros_(self.llm2vae.bias)
         if self.llm.embed_tokens.weight.device.type != "meta":
             self.llm.copy_und_to_gen()
+
+    # ---- folders and tokenizer ---------------------------------------------------
+    def save_pretrained(self, folder) -> "Path":
+        """config.json, model.safetensors, ae.safetensors and (if set) tokenizer.json."""
+        from .folder import save_pretrained
+
+        return save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder, device="cpu", dtype=None) -> "UAREModel":
+        """Our folder layout or a BAGEL-7B-MoT-layout folder (see model/folder.py)."""
+        from .folder import from_pretrained
+
+        return from_pretrained(folder, device, dtype)
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """Attach a tokenizer whose special ids and size fit this model's config."""
+        c = self.cfg.llm
+        got = (tokenizer.bos_id, tokenizer.eos_id, tokenizer.vision_start_id, tokenizer.vision_end_id)
+        want = (c.bos_id, c.eos_id, c.vision_start_id, c.vision_end_id)
+        if got != want:
+            raise ValueError(f"tokenizer special ids {got} differ from the model config's {want}")
+        if tokenizer.vocab_size > c.vocab_size:
+            raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens, the model only {c.vocab_size}")
+        object.__setattr__(self, "tokenizer", tokenizer)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
