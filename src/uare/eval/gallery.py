@@ -1,0 +1,111 @@
+"""A static HTML gallery of an evaluation: input | methods | ground truth, per image,
+with a before/after slider, per-image metrics under each tile.
+
+One self-contained file (inline CSS and a few lines of JS, no network, no external
+assets) that opens from disk: images are linked by paths relative to the run folder.
+The input is drawn with nearest-neighbour scaling, so an SR input looks as coarse as it is.
+"""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import quote
+
+from ..imageio import write_text
+from .report import DIGITS
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}
+h1{font-size:20px} h2{font-size:15px;margin:18px 0 6px}
+.row{display:flex;gap:8px;align-items:flex-start;overflow-x:auto;padding-bottom:6px}
+figure{margin:0;flex:0 0 auto;width:var(--tile,220px)}
+figure img{width:100%;display:block;border:1px solid #ccc;background:#eee}
+figcaption{font-size:11px;line-height:1.35;margin-top:3px}
+figcaption b{font-size:12px}
+img.lq{image-rendering:pixelated}
+.ba{position:relative;width:var(--slider,360px);flex:0 0 auto}
+.ba img{width:100%;display:block;border:1px solid #ccc}
+.ba .after{position:absolute;top:0;left:0;clip-path:inset(0 0 0 var(--pos,50%))}
+.ba input[type=range]{width:100%;margin:4px 0 0}
+.ba .bar{position:absolute;top:0;bottom:30px;left:var(--pos,50%);width:2px;background:#fff;box-shadow:0 0 3px #000;pointer-events:none}
+.controls{font-size:12px}
+"""
+
+JS = """
+function slide(r){r.closest('.ba').style.setProperty('--pos', r.value + '%');}
+function pick(s){var ba=s.closest('.item').querySelector('.ba .after');ba.src=s.value;}
+function tile(v){document.body.style.setProperty('--tile', v + 'px');}
+"""
+
+
+def _href(path, root: Path) -> str:
+    """Path -> URL relative to the gallery file (works when opened from disk)."""
+    rel = os.path.relpath(Path(path).resolve(), root.resolve())
+    return quote(Path(rel).as_posix())
+
+
+def _fmt(key: str, value) -> str:
+    if value is None:
+        return "-"
+    return f"{key.upper()} {value:.{DIGITS.get(key, 3)}f}"
+
+
+def _figure(src: str, title: str, lines: Sequence[str], lq: bool = False) -> str:
+    cls = ' class="lq"' if lq else ""
+    caption = "<br>".join(html.escape(t) for t in lines)
+    return (f'<figure><img{cls} loading="lazy" src="{src}" alt="{html.escape(title)}">'
+            f"<figcaption><b>{html.escape(title)}</b><br>{caption}</figcaption></figure>")
+
+
+def _item_html(key: str, recs: list[dict], labels: Sequence[str], metric_keys: Sequence[str],
+               root: Path) -> str:
+    by_method = {r["method"]: r for r in recs}
+    first = recs[0]
+    lq = _href(first["lq"], root)
+    tiles = [_figure(lq, "input", [], lq=True)]
+    options = []
+    for label in labels:
+        r = by_method.get(label)
+        if r is None:
+            continue
+        src = quote(r["output"])
+        tiles.append(_figure(src, label, [_fmt(k, r.get(k)) for k in metric_keys if k in r]))
+        options.append((src, label))
+    if first.get("ref"):
+        ref = _href(first["ref"], root)
+        tiles.append(_figure(ref, "ground truth", []))
+        options.append((ref, "ground truth"))
+    after = options[0][0] if options else lq
+    select = "".join(f'<option value="{s}">{html.escape(t)}</option>' for s, t in options)
+    slider = (f'<div class="ba"><img class="lq" src="{lq}" alt="before">'
+              f'<img class="after" src="{after}" alt="after"><div class="bar"></div>'
+              f'<input type="range" min="0" max="100" value="50" oninput="slide(this)" '
+              f'aria-label="before/after"></div>')
+    controls = (f'<div class="controls">before: input &nbsp; after: '
+                f'<select onchange="pick(this)">{select}</select></div>')
+    return (f'<section class="item"><h2>{html.escape(key)}</h2>{controls}'
+            f'<div class="row">{slider}{"".join(tiles)}</div></section>')
+
+
+def write_gallery(out: Path, title: str, records: list[dict], labels: Sequence[str],
+                  metric_keys: Sequence[str], max_rows: int = 40, name: str = "gallery.html") -> Path:
+    """records: per (method, image) dicts with key, method, output (relative to `out`),
+    lq and ref paths, and metric values. Writes OUT/<name>; returns its path."""
+    out = Path(out)
+    keys = list(dict.fromkeys(r["key"] for r in records))[:max_rows]
+    items = [_item_html(k, [r for r in records if r["key"] == k], labels, metric_keys, out)
+             for k in keys]
+    more = len(dict.fromkeys(r["key"] for r in records)) - len(keys)
+    note = f"<p>{more} more images are in the per-image CSV.</p>" if more > 0 else ""
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{CSS}</style><script>{JS}</script></head>"
+            f"<body><h1>{html.escape(title)}</h1>"
+            f'<p class="controls">Each row: a before/after slider (drag it; pick what "after" shows), '
+            f"then input | {' | '.join(html.escape(l) for l in labels)} | ground truth. "
+            f'Tile width <input type="range" min="120" max="512" value="220" oninput="tile(this.value)"></p>'
+            f"{''.join(items)}{note}</body></html>\n")
+    path = out / name
+    write_text(path, page)
+    return path

@@ -1,0 +1,100 @@
+"""Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
+
+`uare:model=DIR:steps=N:analyze:prompt=TEXT:seed=S:task=auto` runs `UARE.restore` for
+restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
+default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
+it the simple prompt is used. The model is loaded once per run.
+
+`niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
+`eval iqa` and `eval monotonic`, lower is better.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from .methods import Method, MethodError, MethodSpec, MethodUnavailable, as_bool, register_method
+
+
+def _default_loader(folder: Optional[str]):
+    try:
+        from uare import UARE
+    except ImportError as e:
+        raise MethodUnavailable(f"uare: the model pipeline is not available in this build ({e})") from None
+    try:
+        return UARE.from_pretrained(folder) if folder else UARE.from_pretrained()
+    except (OSError, ValueError) as e:
+        raise MethodUnavailable(f"uare: cannot load model {folder or '(bundled default)'}: {e}") from None
+
+
+@register_method("uare")
+class UareMethod(Method):
+    """Our model: options model=DIR, steps=N, analyze, prompt=TEXT, seed=S, task=auto."""
+
+    name = "uare"
+    tasks = frozenset({"auto", "iqa"})
+    # Replaced in tests by a fake; takes the model folder (or None) and returns an object
+    # with .restore(image, task=, prompt=, analyze=, steps=, seed=) and .assess(image).
+    loader: Callable = staticmethod(_default_loader)
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.check_options(("model", "steps", "analyze", "prompt", "seed", "task"))
+        self.steps = self.option("steps", None, int)
+        self.analyze = self.option("analyze", False, as_bool)
+        self.prompt = self.option("prompt", None, str)
+        self.seed = self.option("seed", 0, int)
+        self.task_override = self.option("task", None, str)
+        if self.steps is not None and self.steps < 1:
+            raise MethodError(f"{self.label}: steps must be at least 1")
+        self.model = type(self).loader(self.option("model", None, str))
+
+    def restore(self, image, task, scale=1):
+        result = self.model.restore(image, task=self.task_override or task, prompt=self.prompt,
+                                    analyze=self.analyze, steps=self.steps, seed=self.seed)
+        self.last_text = getattr(result, "text", None)
+        out = result.image.convert("RGB")
+        want = (image.width * scale, image.height * scale)
+        if out.size != want:
+            raise ValueError(f"{self.label} returned {out.size[0]}x{out.size[1]}, "
+                             f"expected {want[0]}x{want[1]} for task {task}")
+        return out
+
+    def score(self, image):
+        assessment = self.model.assess(image)
+        self.last_text = getattr(assessment, "text", None)
+        return float(assessment.score)
+
+
+class MetricIQA(Method):
+    """A no-reference metric of `uare.metrics` used as an IQA method."""
+
+    tasks = frozenset({"iqa"})
+    # Tests swap this for a fake registry: name -> metric object (callable, .lower_better).
+    metric_factory: Optional[Callable] = None
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.check_options(())
+        factory = type(self).metric_factory or _uare_metric
+        self.metric = factory(spec.name)
+        if getattr(self.metric, "mode", "NR") != "NR":
+            raise MethodError(f"{spec.name} is a full-reference metric; IQA needs a no-reference one")
+        self.lower_better = bool(getattr(self.metric, "lower_better", False))
+
+    def score(self, image):
+        return float(self.metric(image))
+
+
+def _uare_metric(name: str):
+    try:
+        from uare.metrics import create_metric
+    except ImportError as e:
+        raise MethodUnavailable(f"{name}: uare.metrics is not available in this build ({e})") from None
+    try:
+        return create_metric(name)
+    except (OSError, ImportError, RuntimeError) as e:   # e.g. weights not present
+        raise MethodUnavailable(f"{name}: {e}") from None
+
+
+for _name in ("niqe", "piqe", "brisque"):
+    register_method(_name, f"{_name.upper()} (no-reference metric, lower is better) as an IQA method")(MetricIQA)
