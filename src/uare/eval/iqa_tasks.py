@@ -168,8 +168,9 @@ def monotonicity(records: list[dict], method: str, typ: str) -> tuple[float, flo
         if len(rows) < 3:
             continue
         q = np.array([r["quality"] for r in rows])
-        rho = stats.spearmanr(-np.array([r["level"] for r in rows]), q)[0]
-        rhos.append(0.0 if math.isnan(rho) else float(rho))   # a constant score tells nothing
+        # A constant score tells nothing about severity: count it as 0, not NaN.
+        rho = 0.0 if np.ptp(q) == 0 else stats.spearmanr(-np.array([r["level"] for r in rows]), q)[0]
+        rhos.append(0.0 if math.isnan(rho) else float(rho))
         strict.append(bool(np.all(np.diff(q) < 0)))
     if not rhos:
         return float("nan"), float("nan")

@@ -20,6 +20,7 @@ import numpy as np
 from .report import Column
 
 PERCEPTUAL = ("lpips", "dists", "niqe", "piqe")   # first one present wins
+DISTORTION = ("psnr", "ssim", "ms_ssim")
 
 
 def _pyplot(report: Callable[[str], None]):
@@ -52,7 +53,9 @@ def restoration_plots(folder: Path, table: list[dict], columns: Sequence[Column]
         return {}
     files = {"plot_bars": metric_bars(plt, folder / "metrics.png", table, columns)}
     keys = {c.key: c for c in columns}
-    perceptual = next((k for k in PERCEPTUAL if k in keys), None)
+    # LPIPS/DISTS when present, else a no-reference measure (NIQE, ...), else any other.
+    perceptual = next((k for k in PERCEPTUAL if k in keys), None) or \
+        next((k for k in keys if k not in DISTORTION), None)
     if "psnr" in keys and perceptual:
         files["plot_pd"] = perception_distortion(plt, folder / "perception_distortion.png", table,
                                                  keys["psnr"], keys[perceptual])
