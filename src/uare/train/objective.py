@@ -1,0 +1,138 @@
+"""The UARE training objective: samples -> packs -> flow noise -> RF + lambda * CE.
+
+World-size invariance. Everything random about sample n (kind, line, crop, degradation,
+CFG dropout, VAE posterior sample, timestep and noise) is drawn from generators seeded by
+(recipe seed, n), so a sample is the same whichever rank builds it and whenever it is
+built. Step s uses global samples [s*B, (s+1)*B); rank r takes its contiguous B/world
+share. Losses are sums over tokens divided by the global token counts, times world size
+because FSDP averages gradients over ranks (bagel-facts §4 "Loss reduction"), so a run on
+N processes computes the same gradient as one process with the same global batch.
+
+Flow matching (bagel-facts §4): t = sigmoid(tau), tau ~ N(0, 1), shifted by
+s t / (1 + (s - 1) t); x_t = (1 - t) x0 + t eps; target v = eps - x0; MSE is the mean over
+the 64 channels of a token, summed over tokens.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data.dataset import RawSample, SampleStream
+from ..data.packing import DropoutConfig, dropout_mask, item_tokens, pack, to_items
+from ..sequence import PackedSequence, build_packed
+
+
+@dataclass
+class Pack:
+    packed: PackedSequence
+    samples: list[int]        # global sample indexes
+    tokens: int
+
+
+def _generator(seed: int, n: int, what: str) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(random.Random(f"{seed}:{what}:{n}").getrandbits(63))
+    return g
+
+
+def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+class Objective:
+    """Builds this rank's packs for a step and computes their loss."""
+
+    def __init__(self, model, tokenizer, stream: SampleStream, samples_per_step: int,
+                 max_tokens: int, dropout: DropoutConfig, shift: float,
+                 ce_weight: float, mse_weight: float, seed: int, rank: int = 0, world: int = 1):
+        if samples_per_step % world:
+            raise ValueError(f"data.samples_per_step ({samples_per_step}) must be divisible by "
+                             f"the number of processes ({world})")
+        self.model, self.tok, self.stream = model, tokenizer, stream
+        self.B, self.max_tokens, self.dropout = samples_per_step, max_tokens, dropout
+        self.shift, self.ce_w, self.mse_w, self.seed = shift, ce_weight, mse_weight, seed
+        self.rank, self.world = rank, world
+        cfg = model.cfg
+        self.vae_stride = cfg.vae.downsample * cfg.latent_patch_size
+        self.vit_stride = cfg.vit.patch_size
+
+    def sample_indexes(self, step: int) -> list[int]:
+        per = self.B // self.world
+        start = step * self.B + self.rank * per
+        return list(range(start, start + per))
+
+    def _encode(self, pix: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        ae = self.model.autoencoder
+        dev = next(ae.parameters()).device
+        with torch.no_grad():
+            return ae.encode(pix[None].to(dev), sample=True, generator=g if dev.type == "cpu" else None)[0].cpu()
+
+    def _items(self, n: int, sample: RawSample) -> list:
+        rng = random.Random(f"{self.seed}:cfg:{n}")
+        dropped = dropout_mask(sample.items, self.dropout, rng)
+        g = _generator(self.seed, n, "vae")
+        return to_items(sample, self.tok.encode, lambda p: self._encode(p, g), dropped)
+
+    def packs(self, step: int) -> list[Pack]:
+        idx = self.sample_indexes(step)
+        samples = [self.stream[n] for n in idx]
+        sizes = [sum(item_tokens(it, len(self.tok.encode(it.text)) if it.role == "text" else 0,
+                                 self.vae_stride, self.vit_stride) for it in s.items) for s in samples]
+        out = []
+        for group in pack(sizes, self.max_tokens):
+            items = [self._items(idx[i], samples[i]) for i in group]
+            packed = build_packed(items, self.model.cfg, self.model.special_ids)
+            self._add_noise(packed, [idx[i] for i in group], items)
+            out.append(Pack(packed, [idx[i] for i in group], packed.length))
+        return out
+
+    def _add_noise(self, packed: PackedSequence, sample_ids: list[int], items: list[list]) -> None:
+        """x_t, t and the flow target for each noisy image, from its own sample's generator."""
+        rows = torch.sort(packed.mse_rows).values
+        if rows.numel() == 0:
+            packed.flow_target = packed.vae_tokens.new_zeros(0, packed.vae_tokens.shape[1])
+            return
+        image_of_row = packed.vae_image_ids[rows]
+        images = torch.unique_consecutive(image_of_row)
+        owners = [n for n, its in zip(sample_ids, items)
+                  for it in its if getattr(it, "noisy", False) and not it.dropped]
+        if len(owners) != images.numel():
+            raise RuntimeError(f"{images.numel()} noisy images but {len(owners)} noisy items")
+        ts, eps = [], []
+        for n, img in zip(owners, images.tolist()):
+            g = _generator(self.seed, n, "flow")
+            count = int((image_of_row == img).sum())
+            t = shift_timesteps(torch.sigmoid(torch.randn((), generator=g)), self.shift)
+            ts.append(t.expand(count))
+            eps.append(torch.randn(count, packed.vae_tokens.shape[1], generator=g))
+        t, e = torch.cat(ts)[:, None], torch.cat(eps)
+        x0 = packed.vae_tokens[rows]
+        packed.vae_tokens = packed.vae_tokens.clone()
+        packed.vae_tokens[rows] = (1 - t) * x0 + t * e
+        packed.vae_timesteps = packed.vae_timesteps.clone().float()
+        packed.vae_timesteps[rows] = t[:, 0]
+        packed.mse_rows = rows
+        packed.flow_target = e - x0
+
+    @staticmethod
+    def counts(packs: list[Pack]) -> torch.Tensor:
+        """[CE tokens, MSE tokens, all tokens] of this rank's packs."""
+        c = [sum(p.packed.ce_index.numel() for p in packs), sum(p.packed.mse_rows.numel() for p in packs),
+             sum(p.tokens for p in packs)]
+        return torch.tensor(c, dtype=torch.float64)
+
+    def loss(self, model, p: Pack, global_counts: torch.Tensor, device) -> tuple[torch.Tensor, dict]:
+        """Loss of one pack, normalised by the global token counts (module docstring)."""
+        packed = p.packed.to(device)
+        out = model(packed)
+        n_ce, n_mse = float(global_counts[0]), float(global_counts[1])
+        zero = out.velocity.sum() * 0.0 + out.logits.sum() * 0.0
+        ce = F.cross_entropy(out.logits.float(), packed.ce_labels, reduction="sum") / n_ce if n_ce else zero
+        mse = ((out.velocity.float() - packed.flow_target.to(out.velocity.device)) ** 2).mean(-1).sum() / n_mse \
+            if n_mse else zero
+        total = (self.ce_w * ce + self.mse_w * mse) * self.world
+        # per-rank shares of the global means: summed over ranks they give the means
+        return total, {"ce": float(ce.detach()), "mse": float(mse.detach())}

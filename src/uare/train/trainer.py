@@ -1,0 +1,221 @@
+"""The training loop: AdamW, linear warm-up then constant LR, grad clip, EMA, resumable.
+
+Trainable parameters (`train.trainable`):
+- "restoration" (stage 1): the parameters only VAE latent tokens pass through
+  (bagel-facts §1 routing): every layer's gen expert, the gen final norm, vae2llm,
+  llm2vae and the time embedder (the latent position table is fixed sin-cos). The und
+  expert, ViT, connector, token embeddings and LM head stay frozen, bit for bit.
+- "all" (stage 2): every parameter of the model; the autoencoder is not a parameter of
+  the model (Bagel keeps it apart) and the tokenizer has none, so both stay fixed.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import checkpoint as ckpt
+from .parallel import DistEnv, full_tensor, like
+
+RESTORATION = re.compile(r"^llm\.layers\.\d+\.experts\.gen\.|^llm\.norm\.gen\.|^vae2llm\.|"
+                         r"^llm2vae\.|^time_embedder\.")
+WRAP = "_checkpoint_wrapped_module."
+
+
+def clean_name(name: str) -> str:
+    return name.replace(WRAP, "")
+
+
+def set_trainable(model: torch.nn.Module, mode: str) -> list[str]:
+    """Freeze all but the chosen side; returns the names left trainable."""
+    names = []
+    for name, p in model.named_parameters():
+        n = clean_name(name)
+        fixed_table = n.endswith("pos_embed.pos_embed")  # fixed sin-cos, never trained
+        on = not fixed_table and (mode == "all" or bool(RESTORATION.match(n)))
+        p.requires_grad_(on)
+        if on:
+            names.append(n)
+    if not names:
+        raise ValueError(f"train.trainable={mode!r} leaves no trainable parameter")
+    return names
+
+
+class MetricsLog:
+    """metrics.csv (appended across resumes) and TensorBoard when installed and asked for."""
+
+    def __init__(self, folder: Path, tensorboard: bool):
+        self.path = folder / "metrics.csv"
+        self.fields = ["step", "loss", "mse", "ce", "lr", "grad_norm", "tokens", "tokens_per_s"]
+        if not self.path.exists():
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(folder / "tensorboard"))
+            except ImportError:
+                pass
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        if self.tb:
+            for k in self.fields[1:]:
+                self.tb.add_scalar(f"train/{k}", row[k], row["step"])
+
+    def close(self) -> None:
+        if self.tb:
+            self.tb.close()
+
+
+class Trainer:
+    """One run of a recipe; `train()` resumes from the newest complete checkpoint."""
+
+    def __init__(self, recipe, model: torch.nn.Module, objective, env: Optional[DistEnv] = None,
+                 progress: bool = True):
+        self.r, self.model, self.obj = recipe, model, objective
+        self.env = env or DistEnv()
+        self.out = Path(recipe.train.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.progress = progress
+        self.trainable = set_trainable(model, recipe.train.trainable)
+        self.params = {clean_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+        o = recipe.optim
+        self.opt = torch.optim.AdamW(list(self.params.values()), lr=o.lr, betas=tuple(o.betas),
+                                     eps=o.eps, weight_decay=o.weight_decay)
+        self.ema = {n: p.detach().clone() for n, p in self.params.items()}
+        self.step = 0
+
+    # ---- state -------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up over warmup_steps, then constant (Table A.1)."""
+        w = self.r.optim.warmup_steps
+        return self.r.optim.lr * min(1.0, (step + 1) / w) if w > 0 else self.r.optim.lr
+
+    def _full_states(self) -> tuple[dict, dict, dict]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        msd, osd = get_state_dict(self.model, self.opt, options=opts)
+        msd = {clean_name(k): v for k, v in msd.items()}
+        osd["state"] = {clean_name(k): v for k, v in osd["state"].items()}
+        for g in osd["param_groups"]:
+            g["params"] = [clean_name(k) for k in g["params"]]
+        ema = dict(msd)
+        for n, t in self.ema.items():
+            ema[n] = full_tensor(t).cpu()
+        return msd, ema, osd
+
+    def save(self) -> None:
+        msd, ema, osd = self._full_states()  # collective: every rank takes part
+        ckpt.write_rank_rng(self.ckpt_dir, self.step, self.env.rank)
+        self.env.barrier()
+        if self.env.main:
+            state = ckpt.TrainerState(self.step, self.step * self.r.data.samples_per_step, self.env.world)
+            ckpt.write_main(self.ckpt_dir, state, msd, ema, osd, self.r.checkpoint.keep_latest)
+        self.env.barrier()
+
+    def resume(self) -> bool:
+        folder = ckpt.latest(self.ckpt_dir)
+        if folder is None:
+            return False
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        got = ckpt.load(folder, self.env.rank)
+        names = {clean_name(n): n for n, _ in self.model.named_parameters()}
+        names.update({clean_name(n): n for n, _ in self.model.named_buffers()})
+        msd = {names.get(k, k): v for k, v in got.model.items()}
+        osd = got.optimizer
+        osd["state"] = {names.get(k, k): v for k, v in osd["state"].items()}
+        for g in osd["param_groups"]:
+            g["params"] = [names.get(k, k) for k in g["params"]]
+        set_state_dict(self.model, self.opt, model_state_dict=msd, optim_state_dict=osd,
+                       options=StateDictOptions(full_state_dict=True))
+        for n, p in self.params.items():
+            self.ema[n] = like(p.detach(), got.ema[n])
+        if got.rng is not None:
+            ckpt.set_rng_state(got.rng)
+        self.step = got.state.step
+        return True
+
+    # ---- one step ----------------------------------------------------------------
+    def train_step(self) -> dict:
+        t0 = time.perf_counter()
+        packs = self.obj.packs(self.step)
+        counts = self.env.all_reduce(self.obj.counts(packs))
+        # FSDP needs the same number of forward passes on every rank: pad with zero-weight repeats
+        n = int(self.env.all_reduce(torch.tensor([float(len(packs))]), op="max")[0])
+        stats = torch.zeros(3, dtype=torch.float64)
+        lr = self.lr_at(self.step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        for i in range(n):
+            loss, s = self.obj.loss(self.model, packs[min(i, len(packs) - 1)], counts, self.env.device)
+            if i >= len(packs):
+                loss = loss * 0.0
+            else:
+                stats += torch.tensor([float(loss.detach()) / self.env.world, s["mse"], s["ce"]], dtype=torch.float64)
+            loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.r.optim.grad_clip)
+        self.opt.step()
+        self._update_ema()
+        self.step += 1
+        stats = self.env.all_reduce(stats)
+        dt = time.perf_counter() - t0
+        return {"step": self.step, "loss": float(stats[0]), "mse": float(stats[1]), "ce": float(stats[2]),
+                "lr": lr, "grad_norm": float(full_tensor(norm)), "tokens": int(counts[2]),
+                "tokens_per_s": float(counts[2]) / dt}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        w = 1.0 - self.r.train.ema_decay
+        for n, p in self.params.items():
+            self.ema[n].lerp_(p.detach(), w)
+
+    # ---- the loop ----------------------------------------------------------------
+    def train(self, max_steps: Optional[int] = None) -> list[dict]:
+        """Run to train.steps (or stop after max_steps more); checkpoints every
+        checkpoint.every steps and at the end. Returns this call's metric rows."""
+        self.resume()
+        self.out.mkdir(parents=True, exist_ok=True)
+        log = MetricsLog(self.out, self.r.log.tensorboard) if self.env.main else None
+        end = self.r.train.steps if max_steps is None else min(self.r.train.steps, self.step + max_steps)
+        rows = []
+        bar = self._bar(end)
+        try:
+            while self.step < end:
+                row = self.train_step()
+                if not math.isfinite(row["loss"]):
+                    raise FloatingPointError(f"loss is {row['loss']} at step {row['step']}")
+                rows.append(row)
+                if log and (self.step % self.r.log.every == 0 or self.step == end):
+                    log.write(row)
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                if self.step % self.r.checkpoint.every == 0 or self.step == end:
+                    self.save()
+        finally:
+            if bar:
+                bar.close()
+            if log:
+                log.close()
+        return rows
+
+    def _bar(self, end: int):
+        if not (self.progress and self.env.main):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=end, initial=self.step, desc=f"train {self.r.name}", file=sys.stderr,
+                    dynamic_ncols=True)
