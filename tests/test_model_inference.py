@@ -1,0 +1,55 @@
+"""KV-cache inference gives the training forward's numbers, and contexts fork cleanly."""
+import torch
+
+from model_helpers import edit_sample, micro_model
+from uare.sequence import Text, build_packed, latents_to_tokens
+
+
+def test_decode_steps_match_training_logits():
+    model = micro_model()
+    prompt, answer = [5, 6, 7], [8, 9, 10]
+    p = build_packed([[Text(prompt), Text(answer, loss=True)]], model.cfg, model.special_ids)
+    want = model(p).logits                              # predictions of answer + <|im_end|>
+    ctx = model.new_context()
+    model.prefill_text(ctx, prompt)
+    got = [model.decode_step(ctx, tok) for tok in [model.cfg.llm.bos_id, *answer]]
+    torch.testing.assert_close(torch.stack(got), want, atol=1e-5, rtol=1e-5)
+    assert ctx.rope == 5 + 4 and ctx.length == 9
+
+
+def test_velocity_against_cache_matches_training_forward():
+    model = micro_model()
+    sample = edit_sample(7)
+    clean, vit, instr, target, _ = sample
+    p = build_packed([sample[:4]], model.cfg, model.special_ids)
+    t = 0.7
+    p.vae_timesteps = torch.where(p.vae_noisy, torch.tensor(t), torch.tensor(0.0))
+    want = model(p).velocity
+    ctx = model.new_context()
+    model.prefill_vae_image(ctx, clean.latent)
+    model.prefill_vit_image(ctx, vit.pixels)
+    model.prefill_text(ctx, list(instr.ids))
+    n = ctx.length
+    got = model.velocity(ctx, latents_to_tokens(target.latent), t, grid=(2, 3))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert ctx.length == n                              # noisy tokens never enter the cache
+
+
+def test_fork_leaves_the_parent_untouched():
+    model = micro_model()
+    ctx = model.new_context()
+    model.prefill_text(ctx, [5, 6])
+    child = ctx.fork()
+    model.prefill_text(child, [7, 8, 9])
+    assert (ctx.length, ctx.rope) == (4, 4) and (child.length, child.rope) == (9, 9)
+    a = model.decode_step(ctx.fork(), 11)
+    b = model.decode_step(ctx.fork(), 11)
+    assert torch.equal(a, b)
+
+
+def test_velocity_checks_the_grid():
+    import pytest
+
+    model = micro_model()
+    with pytest.raises(ValueError, match="grid"):
+        model.velocity(model.new_context(), torch.zeros(5, 64), 0.5, grid=(2, 3))
