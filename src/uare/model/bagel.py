@@ -6,12 +6,13 @@ ema.safetensors (all LLM-side weights), ae.safetensors (FLUX AE), tokenizer file
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import torch
 
-from .config import AutoencoderConfig, LLMConfig, ModelConfig, ViTConfig, get_config
+from .config import LLMConfig, ModelConfig, ViTConfig, get_config
 
 _L = "language_model.model.layers.{layer}."
 _VIT = "vit_model.vision_model."
@@ -140,8 +141,12 @@ def _read_json(path: Path) -> dict:
 
 
 def load_bagel_folder(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                      vae: AutoencoderConfig | None = None):
-    """UAREModel from a BAGEL-7B-MoT-layout folder; every name and shape is checked first."""
+                      base: str | ModelConfig = "bagel-7b"):
+    """UAREModel from a BAGEL-7B-MoT-layout folder; every name and shape is checked first.
+
+    The JSON configs fix the LLM and ViT; the autoencoder, max_latent_size and shift come
+    from `base` (Bagel hard-codes them: FLUX AE, 64).
+    """
     from safetensors import safe_open
 
     from ..tokenizer import Tokenizer
@@ -149,15 +154,19 @@ def load_bagel_folder(folder: str | Path, device: str | torch.device = "cpu", dt
     from .uare_model import UAREModel
 
     folder = Path(folder)
-    cfg = config_from_bagel(_read_json(folder / "llm_config.json"), _read_json(folder / "vit_config.json"))
-    if vae is not None:
-        cfg.vae = vae
+    cfg = config_from_bagel(_read_json(folder / "llm_config.json"), _read_json(folder / "vit_config.json"), base)
     tok = Tokenizer.from_folder(folder)
     cfg.llm.bos_id, cfg.llm.eos_id = tok.bos_id, tok.eos_id
     cfg.llm.vision_start_id, cfg.llm.vision_end_id = tok.vision_start_id, tok.vision_end_id
     weights = folder / "ema.safetensors"
     if not weights.exists():
         raise CheckpointMismatchError(f"{folder}: no ema.safetensors")
+    with safe_open(str(weights), framework="pt") as f:
+        if "latent_pos_embed.pos_embed" in f.keys():
+            # Bagel's config default (32) differs from the release (64); trust the table itself
+            rows = f.get_slice("latent_pos_embed.pos_embed").get_shape()[0]
+            if math.isqrt(rows) ** 2 == rows:
+                cfg.max_latent_size = math.isqrt(rows)
     with torch.device("meta"):
         model = UAREModel(cfg)
     expected = {to_bagel_key(k): tuple(v.shape) for k, v in model.state_dict().items()}
