@@ -62,6 +62,7 @@ def write_recipe(tmp: Path, manifests: Path, stage: int, **train) -> Path:
         "checkpoint": {"every": 1, "keep_latest": 2},
         "log": {"tensorboard": False},
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"stage{stage}.yaml"
     path.write_text(json.dumps(recipe))
     return path

@@ -182,6 +182,23 @@ class Trainer:
         for n, p in self.params.items():
             self.ema[n].lerp_(p.detach(), w)
 
+    def export(self, folder: Path) -> None:
+        """The EMA weights as a model folder (config, model, autoencoder, tokenizer) that
+        `UAREModel.from_pretrained` loads: the next stage's `model.init`."""
+        _, ema, _ = self._full_states()
+        if not self.env.main:
+            return
+        from ..model import UAREModel
+
+        with torch.device("meta"):
+            out = UAREModel(self.model.cfg)
+        out.load_state_dict(ema, assign=True, strict=True)
+        object.__setattr__(out, "autoencoder", self.model.autoencoder)
+        tok = getattr(self.obj, "tok", None)
+        if tok is not None:
+            out.set_tokenizer(tok)
+        out.save_pretrained(folder)
+
     # ---- the loop ----------------------------------------------------------------
     def train(self, max_steps: Optional[int] = None) -> list[dict]:
         """Run to train.steps (or stop after max_steps more); checkpoints every
@@ -205,6 +222,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
                 if self.step % self.r.checkpoint.every == 0 or self.step == end:
                     self.save()
+            if self.step == self.r.train.steps and rows:
+                self.export(self.out / "final")
         finally:
             if bar:
                 bar.close()

@@ -1,0 +1,102 @@
+"""`uare data build`, the on-the-fly sample stream, CFG dropout and packing."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train_helpers import fake_degrade, make_dataset
+from uare.cli import main
+from uare.data import responses
+from uare.data.dataset import DataConfig, RawItem, SampleStream, fit_size, manifest_paths
+from uare.data.packing import DropoutConfig, dropout_mask, pack
+
+
+def test_build_command_writes_manifests_and_goes_on_past_a_bad_file(tmp_path, small_photo, capsys):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.fromarray(small_photo).save(clean / "a.png")
+    (clean / "broken.png").write_bytes(b"not an image")
+    rc = main(["data", "build", str(clean), "-o", str(tmp_path / "out"), "--per-image", "3"])
+    assert rc == 1
+    assert "broken.png" in capsys.readouterr().err
+    lines = [json.loads(s) for s in (tmp_path / "out" / "manifest-multi.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(r["preset"].startswith("multi:") for r in lines)
+    summary = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert summary["images"] == 1 and summary["counts"]["single"] == 3
+
+
+def test_build_is_reproducible_from_its_seed(tmp_path, small_photo):
+    a = make_dataset(tmp_path / "a", small_photo)
+    b = make_dataset(tmp_path / "b", small_photo)
+    for k in ("single", "iqa", "high_order"):
+        ra = [{**r, "image": ""} for r in map(json.loads, (a / f"manifest-{k}.jsonl").read_text().splitlines())]
+        rb = [{**r, "image": ""} for r in map(json.loads, (b / f"manifest-{k}.jsonl").read_text().splitlines())]
+        assert ra == rb
+
+
+def test_bad_usage_is_exit_code_two(tmp_path):
+    assert main(["data", "build", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")]) == 2
+    assert main(["data", "build", str(tmp_path), "-o", str(tmp_path / "o"), "--kinds", "bogus"]) == 2
+
+
+def test_fit_size_respects_bounds_and_stride():
+    assert fit_size(100, 50, 64, 256, 16) == (128, 64)
+    w, h = fit_size(2000, 500, 512, 1024, 16)
+    assert max(w, h) <= 1024 and w % 16 == 0 and h % 16 == 0
+
+
+@pytest.fixture
+def stream(tmp_path, small_photo):
+    m = make_dataset(tmp_path, small_photo, n=2)
+    cfg = DataConfig(manifests=manifest_paths(m, ["single", "interleaved", "iqa"]),
+                     ratios={"single": 1, "interleaved": 1, "iqa": 1}, crop=48,
+                     res_min_short=16, res_max_long=48, iqa_min_short=16, iqa_max_long=48)
+    return SampleStream(cfg, vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+
+
+def test_sample_n_is_the_same_whenever_it_is_built(stream):
+    a, b = stream[7], stream[7]
+    assert [(i.role, i.text, i.loss) for i in a.items] == [(i.role, i.text, i.loss) for i in b.items]
+    for x, y in zip(a.items, b.items):
+        if x.image is not None:
+            assert np.array_equal(np.asarray(x.image), np.asarray(y.image))
+
+
+def test_items_follow_the_bagel_edit_and_interleave_layouts(stream):
+    seen = set()
+    for n in range(30):
+        s = stream[n]
+        roles = [(i.role, i.loss) for i in s.items]
+        seen.add(s.kind)
+        if s.kind == "single":
+            assert roles == [("vae", False), ("vit", False), ("text", False), ("vae", True)]
+        elif s.kind == "interleaved":
+            assert roles == [("vae", False), ("vit", False), ("text", False), ("text", True), ("vae", True)]
+            assert responses.mentioned_types(s.items[3].text) == set(s.record["severity"])
+        else:
+            assert roles[-2:] == [("text", False), ("text", True)]
+            assert all(r == ("vit", False) for r in roles[:-2])
+            assert not any(i.cfg for i in s.items)  # VLM data is never CFG-dropped
+    assert seen == {"single", "interleaved", "iqa"}
+
+
+def test_cfg_dropout_rate_and_what_is_never_dropped():
+    items = [RawItem("vae", cfg=True), RawItem("vit", cfg=True), RawItem("text", cfg=True),
+             RawItem("text", loss=True), RawItem("vae", loss=True)]
+    rng = random.Random(0)
+    masks = np.array([dropout_mask(items, DropoutConfig(), rng) for _ in range(4000)])
+    rates = masks.mean(0)
+    assert np.allclose(rates[:3], 0.1, atol=0.02)
+    assert rates[3] == 0 and rates[4] == 0
+    # the three items drop independently
+    both = (masks[:, 0] & masks[:, 1]).mean()
+    assert abs(both - 0.01) < 0.01
+
+
+def test_pack_keeps_order_and_budget():
+    assert pack([5, 5, 5, 20, 3], 12) == [[0, 1], [2], [3], [4]]
+    assert pack([1, 1, 1], 1) == [[0], [1], [2]]

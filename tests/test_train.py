@@ -1,0 +1,104 @@
+"""The trainer on a micro model: stages lower the loss, freezing is exact, resume is exact."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from train_helpers import fake_degrade, make_dataset, micro_config, recipe_for
+from uare.model import UAREModel, build_model
+from uare.train import make_trainer
+from uare.train import checkpoint as ckpt
+from uare.train.parallel import DistEnv
+from uare.train.trainer import RESTORATION
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory, small_photo):
+    return make_dataset(tmp_path_factory.mktemp("data"), small_photo, n=2)
+
+
+def trainer_for(tmp_path, manifests, stage, overrides=(), **train):
+    torch.manual_seed(0)
+    model = build_model(micro_config())
+    r = recipe_for(tmp_path, manifests, stage, overrides, **train)
+    return make_trainer(r, model=model, env=DistEnv(), degrade_fn=fake_degrade, progress=False)
+
+
+def eval_loss(t, step=0):
+    """Loss of a fixed step's packs (same samples, same noise) under the current weights."""
+    packs = t.obj.packs(step)
+    counts = t.obj.counts(packs)
+    with torch.no_grad():
+        parts = [t.obj.loss(t.model, p, counts, t.env.device) for p in packs]
+    return sum(float(l) for l, _ in parts), sum(s["ce"] for _, s in parts), sum(s["mse"] for _, s in parts)
+
+
+def test_stage1_lowers_the_loss_and_frozen_parameters_stay_bit_identical(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 1, ["train.steps=8", "data.samples_per_step=2"])
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    loss0 = eval_loss(t)[0]
+    t.train()
+    assert eval_loss(t)[0] < loss0
+    changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
+    for n in before:
+        if RESTORATION.match(n):
+            continue
+        assert n not in changed, f"frozen {n} moved"
+    assert any(".experts.gen." in n for n in changed) and "llm2vae.weight" in changed
+    assert not t.opt.state or all(p.requires_grad for p in t.opt.state)
+
+
+def test_stage2_trains_both_experts_and_lowers_ce_and_mse(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 2, ["train.steps=8", "data.samples_per_step=2"])
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    total0, ce0, _ = eval_loss(t, step=1)
+    t.train()
+    total1, ce1, _ = eval_loss(t, step=1)
+    assert total1 < total0 and ce1 < ce0
+    changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(".experts.und." in n for n in changed) and any(".experts.gen." in n for n in changed)
+    assert not any("pos_embed.pos_embed" in n for n in changed)  # fixed sin-cos tables
+
+
+def test_resume_after_step_k_gives_the_loss_of_an_unbroken_run(tmp_path, manifests):
+    full = trainer_for(tmp_path / "a", manifests, 2, ["train.steps=3", "data.samples_per_step=2"])
+    unbroken = [r["loss"] for r in full.train()]
+    part = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=3", "data.samples_per_step=2"])
+    part.train(max_steps=2)          # "killed" after step 2: only its checkpoints survive
+    del part
+    resumed = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=3", "data.samples_per_step=2"])
+    rows = resumed.train()
+    assert [r["step"] for r in rows] == [3]
+    assert rows[0]["loss"] == pytest.approx(unbroken[2], rel=1e-5, abs=1e-6)
+    # the metrics CSV continues where the killed run stopped
+    lines = (tmp_path / "b" / "run2" / "metrics.csv").read_text().splitlines()
+    assert [l.split(",")[0] for l in lines[1:]] == ["1", "2", "3"]
+
+
+def test_checkpoints_keep_latest_k_and_ignore_unfinished_folders(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 1, ["train.steps=4", "data.samples_per_step=1"])
+    t.train()
+    steps = [s for s, _ in ckpt.complete_steps(t.ckpt_dir)]
+    assert steps == [3, 4]
+    # a run killed while writing step 5 leaves a temp folder and a folder without marker
+    (t.ckpt_dir / ".tmp-step-0000005").mkdir()
+    half = t.ckpt_dir / "step-0000006"
+    shutil.copytree(t.ckpt_dir / "step-0000004", half)
+    (half / ckpt.MARKER).unlink()
+    assert ckpt.latest(t.ckpt_dir).name == "step-0000004"
+    with pytest.raises(ckpt.CheckpointError, match="incomplete"):
+        ckpt.load(half)
+    meta = json.loads((t.ckpt_dir / "step-0000004" / "trainer.json").read_text())
+    assert meta["step"] == 4 and meta["data_position"] == 4
+
+
+def test_final_export_loads_as_a_model_with_the_ema_weights(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 1, ["train.steps=2", "data.samples_per_step=1"])
+    t.train()
+    m = UAREModel.from_pretrained(t.out / "final")
+    ema = t.ema["llm2vae.weight"]
+    assert torch.equal(m.state_dict()["llm2vae.weight"], ema)
+    assert not torch.equal(ema, t.model.state_dict()["llm2vae.weight"])  # EMA, not raw weights
