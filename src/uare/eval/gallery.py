@@ -19,8 +19,8 @@ from .report import DIGITS
 CSS = """
 body{font-family:system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}
 h1{font-size:20px} h2{font-size:15px;margin:18px 0 6px}
-.row{display:flex;gap:8px;align-items:flex-start;overflow-x:auto;padding-bottom:6px}
-figure{margin:0;flex:0 0 auto;width:var(--tile,220px)}
+.row{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start;padding-bottom:6px}
+figure{margin:0;flex:0 0 auto;width:var(--tile,200px)}
 figure img{width:100%;display:block;border:1px solid #ccc;background:#eee}
 figcaption{font-size:11px;line-height:1.35;margin-top:3px}
 figcaption b{font-size:12px}
@@ -77,8 +77,11 @@ def _item_html(key: str, recs: list[dict], labels: Sequence[str], metric_keys: S
         ref = _href(first["ref"], root)
         tiles.append(_figure(ref, "ground truth", []))
         options.append((ref, "ground truth"))
-    after = options[0][0] if options else lq
-    select = "".join(f'<option value="{s}">{html.escape(t)}</option>' for s, t in options)
+    # "after" starts on the last method listed (usually the one under study), not GT.
+    methods_only = options[:-1] if first.get("ref") else options
+    after = methods_only[-1][0] if methods_only else lq
+    select = "".join(f'<option value="{s}"{" selected" if s == after else ""}>{html.escape(t)}</option>'
+                     for s, t in options)
     slider = (f'<div class="ba"><img class="lq" src="{lq}" alt="before">'
               f'<img class="after" src="{after}" alt="after"><div class="bar"></div>'
               f'<input type="range" min="0" max="100" value="50" oninput="slide(this)" '
@@ -104,7 +107,7 @@ def write_gallery(out: Path, title: str, records: list[dict], labels: Sequence[s
             f"<body><h1>{html.escape(title)}</h1>"
             f'<p class="controls">Each row: a before/after slider (drag it; pick what "after" shows), '
             f"then input | {' | '.join(html.escape(l) for l in labels)} | ground truth. "
-            f'Tile width <input type="range" min="120" max="512" value="220" oninput="tile(this.value)"></p>'
+            f'Tile width <input type="range" min="120" max="512" value="200" oninput="tile(this.value)"></p>'
             f"{''.join(items)}{note}</body></html>\n")
     path = out / name
     write_text(path, page)

@@ -20,7 +20,8 @@ from ..imageio import ImageError, list_images, load_image, save_image, write_tex
 from .cache import ResultCache, digest
 from .methods import Method
 from .report import Column, per_image_csv, write_report
-from .tasks import RUN_ERRORS, EvalConfig, EvalResult, _default_degrade, _info, _progress, build_methods, slug
+from .tasks import (RUN_ERRORS, EvalConfig, EvalResult, _default_degrade, _info, _progress, build_methods,
+                    dataset_name)
 
 SCORE_FORMATS = ("csv", "koniq10k", "kadid10k", "spaq", "livec", "csiq", "pipal", "agiqa3k")
 MONOTONIC_TYPES = ("blur", "noise", "jpeg", "lowlight", "haze")
@@ -123,8 +124,8 @@ def evaluate_iqa(images_root, scores_file, fmt: str, cfg: EvalConfig,
     write_text(cfg.out / "iqa_per_image.csv", per_image_csv(
         [{**r, "group": group} for r in result.records], ["score", "mos", "seconds"]))
     if cfg.plots:
-        from .plots import opinion_scatter
-        result.files.update(opinion_scatter(cfg.out / "plots", result.records, result.table, _info))
+        from .plots import guarded, opinion_scatter
+        result.files.update(guarded(opinion_scatter, cfg.out / "plots", result.records, result.table, _info))
     return result
 
 
@@ -190,7 +191,7 @@ def evaluate_monotonic(hq_dir, cfg: EvalConfig, types: Sequence[str] = MONOTONIC
     result = EvalResult(skipped=skipped, failures=failures)
     records, fails = _score_items(items, methods, cfg.out, "eval monotonic")
     result.records, result.failures = records, result.failures + fails
-    group = cfg.name or hq_dir.name
+    group = cfg.name or dataset_name(hq_dir)
     for m in methods:
         row = {"group": group, "method": m.label}
         for typ in types:
@@ -207,6 +208,6 @@ def evaluate_monotonic(hq_dir, cfg: EvalConfig, types: Sequence[str] = MONOTONIC
     write_text(cfg.out / "monotonic_per_image.csv", per_image_csv(
         [{**r, "group": group} for r in records], ["level", "score", "quality"], extra=("type",)))
     if cfg.plots:
-        from .plots import severity_curves
-        result.files.update(severity_curves(cfg.out / "plots", records, types, _info))
+        from .plots import guarded, severity_curves
+        result.files.update(guarded(severity_curves, cfg.out / "plots", records, types, _info))
     return result

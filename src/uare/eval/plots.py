@@ -23,6 +23,17 @@ PERCEPTUAL = ("lpips", "dists", "niqe", "piqe")   # first one present wins
 DISTORTION = ("psnr", "ssim", "ms_ssim")
 
 
+def guarded(plot_fn: Callable, *args) -> dict[str, Path]:
+    """Run a plot function; a plotting failure is reported, never fatal: it comes after
+    the (possibly hours-long, already cached) evaluation and its tables."""
+    report = args[-1]
+    try:
+        return plot_fn(*args)
+    except Exception as e:  # noqa: BLE001 - matplotlib raises many types
+        report(f"plots failed ({type(e).__name__}: {e}); the tables and gallery are unaffected")
+        return {}
+
+
 def _pyplot(report: Callable[[str], None]):
     try:
         import matplotlib

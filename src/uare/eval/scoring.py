@@ -37,7 +37,7 @@ def _uare_factory(name: str, **options):
     except (OSError, ImportError, RuntimeError, ValueError, KeyError) as e:
         # Unknown names and absent weights alike: an error when asked for by name,
         # a note when only a default.
-        raise MetricUnavailable(f"{name}: {e}") from None
+        raise MetricUnavailable(f"{name}: not available here ({e})") from None
 
 
 @dataclass

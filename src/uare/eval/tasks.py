@@ -91,6 +91,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
 
 
+def dataset_name(folder: Path) -> str:
+    """`.../drealsr_x4/HR` -> `drealsr_x4`: pair folders are named for their role."""
+    folder = Path(folder).resolve()
+    if folder.name.lower() in ("hr", "lr", "gt", "hq", "lq", "gt_images", "images"):
+        return folder.parent.name
+    return folder.name
+
+
 def build_methods(specs: Sequence[str], task: str) -> tuple[list[Method], list[str]]:
     """Spec strings -> ready methods that can do `task`; unavailable ones are skipped
     with a message (optional peers), bad specs raise MethodError."""
@@ -103,8 +111,9 @@ def build_methods(specs: Sequence[str], task: str) -> tuple[list[Method], list[s
         try:
             method = create_method(spec)
         except MethodUnavailable as e:
-            skipped.append(f"{spec.label}: {e}")
-            _info(f"skipping {spec.label}: {e}")
+            reason = str(e).removeprefix(f"{spec.name}: ")
+            skipped.append(f"{spec.label}: {reason}")
+            _info(f"skipping {spec.label}: {reason}")
             continue
         if not method.supports(task):
             skipped.append(f"{spec.label}: does not do {task}")
@@ -182,8 +191,8 @@ def finish(result: EvalResult, cfg: EvalConfig, task: str, title: str, mset: Met
     write_text(per_image, per_image_csv(result.records, keys + ["seconds"], extra=("output",)))
     result.files["per_image"] = per_image
     if cfg.plots:
-        from .plots import restoration_plots
-        result.files.update(restoration_plots(cfg.out / "plots", result.table, mset.columns(), _info))
+        from .plots import restoration_plots, guarded
+        result.files.update(guarded(restoration_plots, cfg.out / "plots", result.table, mset.columns(), _info))
     if cfg.gallery:
         from .gallery import write_gallery
         result.files["gallery"] = write_gallery(cfg.out, title, result.records, labels, keys,
@@ -199,7 +208,7 @@ def evaluate_sr(lr_dir, hr_dir, cfg: EvalConfig, scale: int = 4) -> EvalResult:
     mset = build_metrics(cfg.metrics, "sr", crop, cfg.y_channel, cfg.metric_factory)
     methods, skipped = build_methods(cfg.methods, "sr")
     result = EvalResult(skipped=skipped + mset.skipped, failures=list(unpaired))
-    group = cfg.name or lr_dir.resolve().parent.name
+    group = cfg.name or dataset_name(lr_dir)
     result.records, failures = run_items(items, methods, mset, cfg.out, group)
     result.failures += failures
     notes = [f"{len(items)} images, x{scale}; PSNR/SSIM on {'Y (BT.601)' if cfg.y_channel else 'RGB'},"
@@ -272,9 +281,9 @@ def evaluate_restore(hq_dir, preset: str, cfg: EvalConfig,
     mset = build_metrics(cfg.metrics, "restore", crop, cfg.y_channel, cfg.metric_factory)
     methods, skipped = build_methods(cfg.methods, task)
     result = EvalResult(skipped=skipped + mset.skipped, failures=failures)
-    group = cfg.name or f"{hq_dir.name} {preset}"
+    group = cfg.name or f"{dataset_name(hq_dir)} {preset}"
     result.records, fails = run_items(items, methods, mset, cfg.out, group)
     result.failures += fails
     write_json(cfg.out / "restore_settings.json", {"preset": preset, "seed": cfg.seed, "task": task})
     notes = [f"{len(items)} images degraded with {preset} (seed {cfg.seed} + index); task {task}"]
-    return finish(result, cfg, "restore", f"{preset} restoration on {hq_dir.name}", mset, methods, notes)
+    return finish(result, cfg, "restore", f"{preset} restoration on {dataset_name(hq_dir)}", mset, methods, notes)
