@@ -45,3 +45,13 @@ def rng() -> np.random.Generator:
 def small_photo(astronaut) -> np.ndarray:
     """A 128x128 crop with face, fabric and flat background: quick but natural."""
     return np.ascontiguousarray(astronaut[40:168, 160:288])
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests are opt-in, as pyproject.toml says: run them with `-m slow`."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with `-m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
