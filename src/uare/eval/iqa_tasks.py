@@ -19,7 +19,7 @@ from scipy import stats
 from ..imageio import ImageError, list_images, load_image, save_image, write_text
 from .cache import ResultCache, digest
 from .methods import Method
-from .report import Column, per_image_csv, write_report
+from .report import Column, mean, per_image_csv, write_report
 from .tasks import (RUN_ERRORS, EvalConfig, EvalResult, _default_degrade, _info, _progress, build_methods,
                     dataset_name)
 
@@ -196,7 +196,7 @@ def evaluate_monotonic(hq_dir, cfg: EvalConfig, types: Sequence[str] = MONOTONIC
         row = {"group": group, "method": m.label}
         for typ in types:
             row[typ], row[f"{typ}_strict"] = monotonicity(records, m.label, typ)
-        row["mean"] = float(np.nanmean([row[t] for t in types])) if types else float("nan")
+        row["mean"] = mean([row[t] for t in types])
         result.table.append(row)
     result.columns = [Column(t, t) for t in types] + [Column("mean", "mean")] + \
         [Column(f"{t}_strict", f"{t} strict") for t in types]
