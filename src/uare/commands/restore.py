@@ -1,0 +1,80 @@
+"""`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--prompt TEXT] [--analyze] [--steps N]
+[--seed S]`: restored images, and with --analyze the model's analysis beside each one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import UsageError, emit_json, info, run_batch
+from .assess import add_model_arguments, input_files, open_model, reporting_failures
+
+TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders of them")
+    parser.add_argument("-o", "--out", required=True, metavar="OUT",
+                        help="output file for one input image, output folder otherwise")
+    parser.add_argument("--task", default="auto", choices=TASKS,
+                        help="what to do (default auto: the model picks from its own assessment)")
+    parser.add_argument("--prompt", default=None, help="your own instruction (overrides --task's wording)")
+    parser.add_argument("--analyze", action="store_true",
+                        help="write a 4-part quality analysis first and restore conditioned on it")
+    parser.add_argument("--steps", type=int, default=None, help="flow sampling steps (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same image")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="leave inputs whose output already exists (resume a killed batch)")
+    add_model_arguments(parser)
+
+
+def output_paths(inputs: list[str], files: list[Path], out: str) -> dict[Path, Path]:
+    """Input file -> output image path. One input file: OUT is the file (or a folder that
+    exists); otherwise OUT is a folder of PNGs named after the inputs."""
+    out_p = Path(out)
+    single = len(files) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single and not out_p.is_dir():
+        return {files[0]: out_p}
+    if out_p.exists() and not out_p.is_dir():
+        raise UsageError(f"{out_p}: OUT must be a folder when restoring several images")
+    mapping, used = {}, set()
+    for f in files:
+        name = f"{f.stem}.png"
+        if name in used:  # a.jpg and a.png in one batch must not overwrite each other
+            name = f"{f.stem}_{f.suffix.lstrip('.').lower()}.png"
+        used.add(name)
+        mapping[f] = out_p / name
+    return mapping
+
+
+def run(args) -> int:
+    if args.steps is not None and args.steps < 2:
+        raise UsageError(f"--steps must be at least 2, got {args.steps}")
+    files = input_files(args.inputs)
+    targets = output_paths(args.inputs, files, args.out)
+    if args.skip_existing:
+        done = [f for f in files if targets[f].exists()]
+        files = [f for f in files if f not in done]
+        if done:
+            info(f"skipping {len(done)} inputs whose output exists")
+        if not files:
+            return 0
+    model = open_model(args)
+
+    def one(path: Path) -> None:
+        from ..imageio import save_image, write_text
+
+        r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
+                          steps=args.steps, seed=args.seed)
+        out = save_image(r.image, targets[path], protect=files)
+        text_path = None
+        if r.text is not None:
+            text_path = write_text(out.with_suffix(".txt"), r.text + "\n")
+        if args.json:
+            emit_json({"image": str(path), "output": str(out), "size": list(r.image.size),
+                       "task": r.task, "prompt": r.prompt, "text": r.text,
+                       "text_file": str(text_path) if text_path else None})
+        else:
+            info(f"{path} -> {out}")
+            if r.text is not None:
+                print(f"{path}:\n{r.text}\n", flush=True)
+
+    return run_batch(files, reporting_failures(one, args.json), "restore")

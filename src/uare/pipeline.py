@@ -1,0 +1,427 @@
+"""`UARE`: assess, compare and restore images with one model (paper §3.2, bagel-facts §3).
+
+The model does the arithmetic (KV-cached prefill, decode steps, velocities); this module
+lays out the contexts of each flow and hands them to the pure loops of `uare.sampling`:
+- assess: ViT(image) + question -> answer text; the score is the probability-weighted
+  mean over the five level words read at "Overall the quality is" (Q-Align style).
+- compare: [ViT(ref)] + ViT(A) + ViT(B) + question -> answer; the probability comes from
+  the A/B token probabilities read at "Overall, image".
+- restore: clean VAE + ViT of the input + instruction -> noisy latents -> image, with CFG
+  over three contexts: full, no text (context right after the images), no image (the
+  texts only). `analyze` first generates the 4-part analysis into the full context.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
+from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
+from .data.responses import mentioned_types
+from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
+from .sampling import (
+    LEVELS, GuidanceConfig, TextConfig, euler_sample, flow_timesteps, generate_tokens,
+    guided_velocity, level_probabilities, level_score,
+)
+from .tiling import TileConfig, restore_any_size, round_up
+
+TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
+TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
+                "derain": "rain", "lowlight": "lowlight"}
+# Prompts, in one place. Answers end "Overall the quality is <level>, score <s>." and
+# "Overall, image <A|B> ..." (uare.data.iqa), so the level / winner is read right there.
+ASSESS_QUESTION = SCORE_QUESTIONS[0]
+SCORE_PREFIX = "Overall the quality is"
+COMPARE_QUESTION_REF = COMPARE_QUESTIONS[1]
+COMPARE_QUESTION = "Compare image A and image B in perceptual quality: which is better?"
+COMPARE_PREFIX = "Overall, image"
+ANALYZE_INSTRUCTION = ANALYZE_INSTRUCTIONS[0]
+DEFAULT_FOLDERS = (Path(__file__).resolve().parent / "weights" / "uare-tiny",
+                   Path(__file__).resolve().parents[2] / "weights" / "uare-tiny")
+
+
+class ModelLoadError(ValueError):
+    """No usable model at the given (or default) place; the message says what to pass."""
+
+
+@dataclass
+class Assessment:
+    score: float   # in [1, 5], higher is better
+    level: str     # excellent / good / fair / poor / bad
+    text: str      # the model's answer: content, defects, level
+
+
+@dataclass
+class Comparison:
+    preferred: str       # "A" or "B"
+    probability: float   # P(preferred) from the A/B token probabilities, in [0.5, 1]
+    text: str
+
+
+@dataclass
+class Restoration:
+    image: Image.Image
+    text: Optional[str]  # the 4-part analysis when analyze=True, else None
+    task: str = ""       # the task actually run (auto resolves to one)
+    prompt: str = ""     # the instruction the model was given
+
+
+@dataclass
+class InferenceConfig:
+    """Sampling defaults; a model folder may override any of them in `inference.json`."""
+    steps: int = 50
+    shift: Optional[float] = None           # None: the model's timestep_shift
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    answer: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256))
+    analysis: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=512))
+    tile_overlap: Optional[int] = None      # None: an eighth of the tile
+    sample_posterior: bool = True           # Bagel encodes the condition with a sample
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InferenceConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown inference settings: {', '.join(unknown)}")
+        d = dict(d)
+        if "guidance" in d:
+            g = dict(d["guidance"])
+            if "interval" in g:
+                g["interval"] = tuple(g["interval"])
+            d["guidance"] = GuidanceConfig(**g)
+        for key in ("answer", "analysis"):
+            if key in d:
+                d[key] = TextConfig(**d[key])
+        return cls(**d)
+
+
+def fit_size(w: int, h: int, max_side: int, min_side: int, stride: int) -> tuple[int, int]:
+    """(w, h) scaled to fit max_side and, where possible, reach min_side on the short
+    side; both rounded to multiples of stride (at least one stride)."""
+    s = min(1.0, max_side / max(w, h))
+    if min(w, h) * s < min_side:
+        s = min(min_side / min(w, h), max_side / max(w, h))
+    fit = lambda n: max(stride, min(max_side // stride * stride, int(round(n * s / stride)) * stride))
+    return fit(w), fit(h)
+
+
+def resize(x: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (3, h, w), antialiased bicubic."""
+    if x.shape[-1] == w and x.shape[-2] == h:
+        return x
+    return F.interpolate(x[None], size=(h, w), mode="bicubic", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def instruction_for(task: str, types: Optional[list[str]] = None) -> str:
+    """The simple training prompt for a task (or for the degradation types found)."""
+    if types is None:
+        types = [TYPE_OF_TASK[task]] if task in TYPE_OF_TASK else []
+    phrases = [DEGRADATION_PHRASE[t] for t in types if t in DEGRADATION_PHRASE and t != "downsample"]
+    if task == "sr" or not phrases:
+        return HIGH_ORDER_INSTRUCTION
+    joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"enhance this image with {joined}."
+
+
+def task_for_types(types: list[str]) -> str:
+    tasks = {TASK_OF_TYPE[t] for t in types if t in TASK_OF_TYPE}
+    return tasks.pop() if len(tasks) == 1 else "mixed"
+
+
+def _name(image: ImageLike) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else "<image>"
+
+
+class UARE:
+    """One model for quality assessment, comparison and restoration.
+
+    Build with `UARE.from_pretrained(folder)` or `UARE(model)` around a `UAREModel`
+    that has a tokenizer. All methods take a path, a PIL image or an HxWx3 uint8 array.
+    """
+
+    def __init__(self, model, config: Optional[InferenceConfig] = None):
+        if getattr(model, "tokenizer", None) is None:
+            raise ModelLoadError("the model has no tokenizer (tokenizer.json in its folder)")
+        self.model = model.eval()
+        self.config = config or InferenceConfig()
+        self.tok = model.tokenizer
+        self.cfg = model.cfg
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.grid = self.cfg.pixels_per_latent_token
+        self.max_side = self.grid * self.cfg.max_latent_size
+        self.vit_max = self.cfg.vit.patch_size * self.cfg.vit.max_patches_per_side
+        overlap = self.config.tile_overlap
+        overlap = round_up(self.max_side // 8, self.grid) if overlap is None else overlap
+        self.tiles = TileConfig(tile=self.max_side, overlap=overlap, grid=self.grid)
+        self.level_seqs = self._word_seqs([" " + w for w in LEVELS])
+        self.ab_seqs = self._word_seqs([" A", " B"])
+
+    @classmethod
+    def from_pretrained(cls, path=None, device=None, dtype=None) -> "UARE":
+        """Load a model folder (ours or Bagel-layout); None means the bundled model."""
+        from .model import UAREModel
+
+        folder = _resolve_folder(path)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype is None and str(device).startswith("cuda"):
+            dtype = torch.bfloat16
+        try:
+            model = UAREModel.from_pretrained(folder, device=device, dtype=dtype)
+            config = _load_inference_config(folder)
+        except (ValueError, OSError) as e:
+            raise ModelLoadError(f"{folder}: cannot load the model ({e})") from e
+        return cls(model, config)
+
+    # ---- assess and compare ---------------------------------------------------------
+
+    @torch.inference_mode()
+    def assess(self, image: ImageLike) -> Assessment:
+        """Score in [1, 5] (continuous, deterministic), its level and the model's answer."""
+        img = load_image(image)
+        ctx = self.model.new_context()
+        self._prefill_vit(ctx, img)
+        self.model.prefill_text(ctx, self.tok.encode(ASSESS_QUESTION))
+        text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs)
+        score = level_score(logp, range(len(LEVELS)))
+        return Assessment(score=score, level=quality_level(score), text=text)
+
+    @torch.inference_mode()
+    def compare(self, a: ImageLike, b: ImageLike, ref: Optional[ImageLike] = None) -> Comparison:
+        """Which of A and B is better (against `ref` when given), P(winner) and the analysis."""
+        images = ([load_image(ref)] if ref is not None else []) + [load_image(a), load_image(b)]
+        ctx = self.model.new_context()
+        for img in images:
+            self._prefill_vit(ctx, img)
+        question = COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION
+        self.model.prefill_text(ctx, self.tok.encode(question))
+        text, logp = self._answer_and_read(ctx, COMPARE_PREFIX, self.ab_seqs)
+        p_a = float(level_probabilities(logp, [0, 1])[0])
+        preferred = "A" if p_a >= 0.5 else "B"
+        return Comparison(preferred=preferred, probability=max(p_a, 1.0 - p_a), text=text)
+
+    # ---- restore --------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def restore(self, image: ImageLike, task: str = "auto", prompt: Optional[str] = None,
+                analyze: bool = False, steps: Optional[int] = None, seed: int = 0) -> Restoration:
+        """Restore (or enhance) an image; the output has the input's size (4x for sr).
+
+        task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
+        generate the 4-part analysis first and condition on it (returned as `text`).
+        Images over the model's maximum side are restored in blended tiles.
+        """
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        steps = self.config.steps if steps is None else int(steps)
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2, got {steps}")
+        img = self._input_for(image, task)
+        x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
+        instruction, task = self._instruction(img, task, prompt, analyze)
+        job = _Job(instruction, analyze, steps, seed, self.device)
+        if analyze and max(x.shape[-2:]) > self.max_side:
+            job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
+        out = restore_any_size(x, lambda tile: self._restore_tile(tile, job), self.tiles)
+        image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
+        return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
+
+    def _input_for(self, image: ImageLike, task: str) -> Image.Image:
+        img = load_image(image)
+        if task != "sr":
+            return img
+        w, h = img.width * 4, img.height * 4
+        if w * h > MAX_PIXELS:
+            raise ImageError(f"{_name(image)}: the x4 output {w}x{h} is over the limit of "
+                             f"{MAX_PIXELS:,} pixels (set UARE_MAX_PIXELS to raise it)")
+        return img.resize((w, h), Image.BICUBIC)
+
+    def _instruction(self, img: Image.Image, task: str, prompt: Optional[str],
+                     analyze: bool) -> tuple[str, str]:
+        """(instruction, resolved task). auto asks the model's own assessment."""
+        if prompt:
+            return prompt, task
+        if analyze:
+            return ANALYZE_INSTRUCTION, task
+        if task != "auto":
+            return instruction_for(task), task
+        types = [t for t in mentioned_types(self.assess(img).text) if t in TASK_OF_TYPE]
+        if not types:
+            return HIGH_ORDER_INSTRUCTION, "mixed"
+        return instruction_for("auto", types), task_for_types(types)
+
+    def _condition(self, tile: torch.Tensor, job: "_Job"):
+        """Contexts for one canvas: full (VAE, ViT, instruction), no text (right after the
+        images) and no image (instruction only)."""
+        m = self.model
+        ctx = m.new_context()
+        pixels = (tile * 2 - 1).to(self.device, self.dtype)[None]
+        latent = m.autoencoder.encode(pixels, sample=self.config.sample_posterior, generator=job.gen)[0]
+        m.prefill_vae_image(ctx, latent)
+        self._prefill_vit(ctx, tile)
+        no_text, no_image = ctx.fork(), m.new_context()
+        ids = self.tok.encode(job.instruction)
+        m.prefill_text(ctx, ids)
+        m.prefill_text(no_image, ids)
+        return {"full": ctx, "text": no_text, "image": no_image}
+
+    def _restore_tile(self, tile: torch.Tensor, job: "_Job") -> torch.Tensor:
+        """(3, h, w) in [0, 1], h and w multiples of the grid -> restored (3, h, w)."""
+        contexts = self._condition(tile, job)
+        if job.analyze and job.text is None:  # single canvas: the analysis stays in the cache
+            job.text = self._generate(contexts["full"], self.config.analysis)
+        elif job.analyze:
+            self.model.prefill_text(contexts["full"], self.tok.encode(job.text))
+        gh, gw = tile.shape[-2] // self.grid, tile.shape[-1] // self.grid
+        noise = torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
+                            device=self.device, dtype=torch.float32)
+
+        def velocity(name, x, t):
+            return self.model.velocity(contexts[name], x.to(self.dtype), t, grid=(gh, gw)).float()
+
+        shift = self.cfg.timestep_shift if self.config.shift is None else self.config.shift
+        x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
+                         flow_timesteps(job.steps, shift))
+        from .model.patches import tokens_to_latents
+
+        latent = tokens_to_latents(x.to(self.dtype), gh, gw, self.cfg.latent_patch_size)
+        pixels = self.model.autoencoder.decode(latent[None])[0]
+        return (pixels.float() * 0.5 + 0.5).clamp(0, 1).cpu()
+
+    def _analysis_of_whole(self, x: torch.Tensor, job: "_Job") -> str:
+        w, h = fit_size(x.shape[-1], x.shape[-2], self.max_side, 0, self.grid)
+        contexts = self._condition(resize(x, w, h), job)
+        return self._generate(contexts["full"], self.config.analysis)
+
+    # ---- shared pieces --------------------------------------------------------------
+
+    def _prefill_vit(self, ctx, image) -> None:
+        """ViT block of an image (PIL or (3, H, W) in [0, 1]) resized for the ViT."""
+        x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
+        p = self.cfg.vit.patch_size
+        w, h = fit_size(x.shape[-1], x.shape[-2], self.vit_max, self.vit_max * 378 // 980, p)
+        pixels = resize(x.float(), w, h) * 2 - 1
+        self.model.prefill_vit_image(ctx, pixels.to(self.device, self.dtype))
+
+    def _generate(self, ctx, cfg: TextConfig, watch: Optional[str] = None):
+        """Answer from <|im_start|> to <|im_end|>, written into ctx; returns the text.
+
+        With `watch`, also returns (fork of ctx, logits) taken right after the answer
+        first ends with that text (None if it never does).
+        """
+        ids: list[int] = []
+        seen = []
+
+        def step(t: int) -> torch.Tensor:
+            logits = self.model.decode_step(ctx, t)
+            ids.append(t)
+            if watch and not seen and self.tok.decode(ids[-32:]).endswith(watch):
+                seen.append((ctx.fork(), logits))
+            return logits
+
+        first = self.model.decode_step(ctx, self.tok.bos_id)
+        out = generate_tokens(step, first, self.tok.eos_id, cfg)
+        text = self.tok.decode(out).strip()
+        return (text, seen[0] if seen else None) if watch else text
+
+    def _answer_and_read(self, ctx, prefix: str, words: list[list[int]]) -> tuple[str, torch.Tensor]:
+        """Generate the answer; return it with log P(word | answer up to prefix, prefix)
+        for each word's token sequence, shape (len(words),).
+
+        The reading is taken during generation when the answer reaches the prefix, else
+        in a fork fed with the answer's head and the prefix, so it never depends on what
+        the answer said after the prefix."""
+        text, snap = self._generate(ctx.fork(), self.config.answer, watch=prefix)
+        if snap is not None:
+            probe, logits = snap
+        else:
+            head = text.split(prefix)[0].strip()
+            probe = ctx.fork()
+            logits = self.model.decode_step(probe, self.tok.bos_id)
+            for t in self.tok.encode(f"{head} {prefix}" if head else prefix):
+                logits = self.model.decode_step(probe, t)
+        return text, self._sequence_logprobs(probe, logits, words)
+
+    def _sequence_logprobs(self, ctx, logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
+        """log P(seq) for each token sequence, walking their shared prefixes once (a trie).
+
+        With one token per word (Qwen2) this is a single read of `logits`, and the level
+        score is exactly Q-Align's softmax over the five level-word logits."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        out = torch.empty(len(seqs), dtype=torch.float32)
+        groups: dict[int, list[int]] = {}
+        for k, s in enumerate(seqs):
+            groups.setdefault(s[0], []).append(k)
+        for tok, members in groups.items():
+            done = [k for k in members if len(seqs[k]) == 1]
+            rest = [k for k in members if len(seqs[k]) > 1]
+            out[done] = logp[tok].cpu()
+            if rest:
+                branch = ctx.fork()
+                nxt = self.model.decode_step(branch, tok)
+                out[rest] = logp[tok].cpu() + self._sequence_logprobs(branch, nxt, [seqs[k][1:] for k in rest])
+        return out
+
+    def _word_seqs(self, words: list[str]) -> list[list[int]]:
+        seqs = [self.tok.encode(w) for w in words]
+        if any(not s for s in seqs) or len({tuple(s) for s in seqs}) != len(seqs):
+            raise ModelLoadError(f"the tokenizer cannot encode {words} as distinct token sequences")
+        return seqs
+
+
+@dataclass
+class _Job:
+    """One restore call's settings and state shared across its tiles."""
+    instruction: str
+    analyze: bool
+    steps: int
+    seed: int
+    device: torch.device
+    text: Optional[str] = None
+    gen: torch.Generator = field(init=False)
+
+    def __post_init__(self):
+        self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+
+def _to_float(img: Image.Image):
+    import numpy as np
+
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _resolve_folder(path) -> Path:
+    if path is not None:
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelLoadError(f"{folder}: no such model folder")
+        return folder
+    env = os.environ.get("UARE_MODEL")
+    candidates = ([Path(env)] if env else []) + list(DEFAULT_FOLDERS)
+    for folder in candidates:
+        if (folder / "config.json").exists() or (folder / "llm_config.json").exists():
+            return folder
+    raise ModelLoadError(
+        "the default weights (weights/uare-tiny) are not bundled yet; pass a model folder: "
+        "UARE.from_pretrained('path/to/folder') or `--model DIR` on the command line "
+        "(or set UARE_MODEL)")
+
+
+def _load_inference_config(folder: Path) -> InferenceConfig:
+    import json
+
+    path = folder / "inference.json"
+    if not path.exists():
+        return InferenceConfig()
+    try:
+        return InferenceConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{path}: bad inference settings ({e})") from e
