@@ -169,3 +169,11 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path, astronaut):
     for key in ("plot_bars", "plot_pd"):
         assert res.files[key].stat().st_size > 1000
         assert Image.open(res.files[key]).format == "PNG"
+
+
+def test_cli_eval_methods_lists_every_plug_in(capsys):
+    from uare import cli
+    assert cli.main(["eval", "methods"]) == 0
+    names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert {"bicubic", "nlmeans", "richardson_lucy", "dcp", "gamma", "clahe", "realesrgan", "oidn",
+            "uare", "niqe", "piqe"} <= names

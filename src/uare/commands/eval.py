@@ -118,6 +118,6 @@ def run(args) -> int:
     for failure in result.failures:
         info(f"failed: {failure}")
     if args.json:
-        for row in result.table:
-            emit_json(row)
+        for row in result.table:   # NaN is not JSON: an empty cell becomes null
+            emit_json({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()})
     return result.exit_code

@@ -35,7 +35,8 @@ class RealESRGAN(Method):
     """Real-ESRGAN x4plus (ncnn, CPU); option tile (0 = auto, else >= 32)."""
 
     name = "realesrgan"
-    tasks = frozenset({"sr", "mixed", "auto"})
+    # Trained on blur + noise + JPEG mixes; for scale-1 tasks it restores at x4 and resamples.
+    tasks = frozenset({"sr", "mixed", "denoise", "deblur", "dejpeg"})
 
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
