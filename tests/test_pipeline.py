@@ -1,0 +1,257 @@
+"""UARE on a small randomly initialised model saved to a temporary folder: every flow runs
+and returns the right types and sizes, results are deterministic, the level score is the
+Q-Align formula, and tiled restoration on an identity model gives back the input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from uare import pipeline
+from uare.imageio import ImageError
+from uare.pipeline import UARE, Assessment, Comparison, InferenceConfig, ModelLoadError, Restoration
+
+WORDS = ["Overall the quality is bad, poor, fair, good, excellent, score 3.10.",
+         "Overall, image A is better. Overall, image B is preferred for its fidelity.",
+         "How would you rate the quality of this image? enhance this image with noise and blur.",
+         "Enhance the input image. Provide a brief analysis of defects and the target appearance."]
+
+
+def make_test_model(seed: int = 0):
+    """A ~0.1M-parameter model with the full UARE structure; 4-pixel latent grid, 64-pixel tiles."""
+    from uare.model import AutoencoderConfig, LLMConfig, ModelConfig, ViTConfig, build_model
+    from uare.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(WORDS * 4, 300)
+    cfg = ModelConfig(
+        llm=LLMConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                      intermediate_size=128, vocab_size=tok.vocab_size),
+        vit=ViTConfig(patch_size=8, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                      max_patches_per_side=8),
+        vae=AutoencoderConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, num_groups=4),
+        max_latent_size=16, timestep_shift=4.0)
+    torch.manual_seed(seed)
+    model = build_model(cfg, tokenizer=tok)
+    torch.nn.init.normal_(model.llm2vae.weight, std=0.05)  # zero at init: make velocities matter
+    return model
+
+
+FAST = {"steps": 3, "answer": {"max_new_tokens": 12}, "analysis": {"max_new_tokens": 12}}
+
+
+def save_test_model(folder, settings=FAST):
+    make_test_model().save_pretrained(folder)
+    (folder / "inference.json").write_text(json.dumps(settings))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_test_model(tmp_path_factory.mktemp("uare-test-model"))
+
+
+@pytest.fixture(scope="module")
+def uare(model_dir):
+    return UARE.from_pretrained(model_dir, device="cpu")
+
+
+def _photo(astronaut, h, w):
+    return np.ascontiguousarray(astronaut[100:100 + h, 150:150 + w])
+
+
+def test_from_pretrained_without_a_path_says_the_default_weights_are_not_bundled(monkeypatch, tmp_path):
+    monkeypatch.setattr(pipeline, "DEFAULT_FOLDERS", (tmp_path / "nowhere",))
+    monkeypatch.delenv("UARE_MODEL", raising=False)
+    with pytest.raises(ModelLoadError, match="not bundled yet.*--model DIR"):
+        UARE.from_pretrained()
+
+
+def test_from_pretrained_names_a_missing_or_broken_folder(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such model folder"):
+        UARE.from_pretrained(tmp_path / "missing")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match=str(tmp_path)):
+        UARE.from_pretrained(tmp_path)
+
+
+def test_from_pretrained_reads_inference_settings_from_the_folder(uare):
+    assert uare.config.steps == 3 and uare.config.answer.max_new_tokens == 12
+    with pytest.raises(ValueError, match="unknown inference settings"):
+        InferenceConfig.from_dict({"stpes": 3})
+
+
+def test_assess_gives_a_deterministic_score_in_range_with_its_level(uare, small_photo):
+    a = uare.assess(small_photo)
+    assert isinstance(a, Assessment) and isinstance(a.text, str)
+    assert 1.0 <= a.score <= 5.0
+    from uare.data.iqa import quality_level
+    assert a.level == quality_level(a.score)
+    b = uare.assess(Image.fromarray(small_photo))
+    assert b.score == a.score and b.text == a.text
+
+
+def test_assess_score_is_the_probability_weighted_mean_of_the_level_words(uare, small_photo, monkeypatch):
+    logp = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.25, 0.15]))
+    monkeypatch.setattr(uare, "_sequence_logprobs", lambda ctx, logits, seqs: logp[:len(seqs)])
+    assert uare.assess(small_photo).score == pytest.approx(0.1 + 0.4 + 0.9 + 1.0 + 0.75, abs=1e-5)
+
+
+def test_word_sequence_logprobs_match_token_by_token_scoring(uare, small_photo):
+    m = uare.model
+    ctx = m.new_context()
+    uare._prefill_vit(ctx, Image.fromarray(small_photo))
+    logits = m.decode_step(ctx, uare.tok.bos_id)
+    got = uare._sequence_logprobs(ctx, logits, uare.level_seqs)
+    for k, seq in enumerate(uare.level_seqs):
+        c, lg, total = ctx.fork(), logits, 0.0
+        for t in seq:
+            total += torch.log_softmax(lg.float(), -1)[t].item()
+            lg = m.decode_step(c, t)
+        assert got[k].item() == pytest.approx(total, abs=1e-4)
+
+
+def test_compare_returns_the_winner_with_a_probability_of_at_least_a_half(uare, small_photo):
+    noisy = np.clip(small_photo + np.random.default_rng(0).normal(0, 25, small_photo.shape), 0, 255).astype(np.uint8)
+    c = uare.compare(small_photo, noisy)
+    assert isinstance(c, Comparison) and c.preferred in ("A", "B") and isinstance(c.text, str)
+    assert 0.5 <= c.probability <= 1.0
+    r = uare.compare(noisy, small_photo, ref=small_photo)
+    assert r.preferred in ("A", "B") and 0.5 <= r.probability <= 1.0
+    assert uare.compare(small_photo, noisy) == c
+
+
+def test_restore_keeps_the_size_and_sr_gives_four_times(uare, astronaut):
+    img = _photo(astronaut, 30, 45)  # off the latent grid
+    r = uare.restore(img, task="denoise")
+    assert isinstance(r, Restoration) and isinstance(r.image, Image.Image)
+    assert r.image.size == (45, 30) and r.image.mode == "RGB" and r.text is None
+    assert r.prompt == "enhance this image with noise." and r.task == "denoise"
+    sr = uare.restore(img, task="sr")
+    assert sr.image.size == (180, 120)
+    assert sr.prompt == "enhance this mix-degraded image."
+
+
+def test_same_seed_same_image_and_another_seed_another(uare, small_photo):
+    img = small_photo[:40, :56]
+    a = np.asarray(uare.restore(img, task="deblur", seed=3).image)
+    b = np.asarray(uare.restore(img, task="deblur", seed=3).image)
+    c = np.asarray(uare.restore(img, task="deblur", seed=4).image)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_large_images_are_restored_in_tiles_to_the_exact_size(uare, astronaut, monkeypatch):
+    shapes = []
+    real = uare._restore_tile
+    monkeypatch.setattr(uare, "_restore_tile", lambda tile, job: shapes.append(tuple(tile.shape)) or real(tile, job))
+    r = uare.restore(_photo(astronaut, 70, 150), task="dehaze", steps=2)
+    assert r.image.size == (150, 70)
+    assert len(shapes) > 1 and all(h <= 64 and w <= 64 and h % 4 == 0 and w % 4 == 0 for _, h, w in shapes)
+
+
+def test_analyze_returns_the_analysis_once_for_single_and_tiled_images(uare, astronaut, monkeypatch):
+    r = uare.restore(_photo(astronaut, 32, 40), analyze=True, steps=2)
+    assert isinstance(r.text, str) and r.image.size == (40, 32)
+    assert r.prompt == pipeline.ANALYZE_INSTRUCTION
+    calls = []
+    real = uare._generate
+    monkeypatch.setattr(uare, "_generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    big = uare.restore(_photo(astronaut, 40, 150), analyze=True, steps=2)
+    assert isinstance(big.text, str) and big.image.size == (150, 40)
+    assert len(calls) == 1  # generated once on the whole image, prefilled into each tile
+
+
+def test_auto_picks_the_instruction_from_the_models_own_assessment(uare, small_photo, monkeypatch):
+    img = small_photo[:32, :32]
+    monkeypatch.setattr(uare, "assess", lambda im: Assessment(2.0, "poor", "Strong sensor noise. Overall the quality is poor."))
+    r = uare.restore(img, task="auto", steps=2)
+    assert (r.task, r.prompt) == ("denoise", "enhance this image with noise.")
+    monkeypatch.setattr(uare, "assess", lambda im: Assessment(2.0, "poor", "Mild blur and heavy noise."))
+    assert uare.restore(img, task="auto", steps=2).task == "mixed"
+    monkeypatch.setattr(uare, "assess", lambda im: Assessment(4.5, "excellent", "A clean photo."))
+    r = uare.restore(img, task="auto", steps=2)
+    assert r.prompt == "enhance this mix-degraded image."
+    assert uare.restore(img, task="dehaze", prompt="make it crisp", steps=2).prompt == "make it crisp"
+
+
+def test_bad_restore_arguments_and_inputs_raise_value_errors(uare, tmp_path, monkeypatch, small_photo):
+    with pytest.raises(ValueError, match="unknown task"):
+        uare.restore(small_photo, task="colorize")
+    with pytest.raises(ValueError, match="steps"):
+        uare.restore(small_photo, task="denoise", steps=1)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(ImageError, match="bad.png"):
+        uare.restore(bad)
+    monkeypatch.setattr(pipeline, "MAX_PIXELS", 100_000)
+    with pytest.raises(ImageError, match="x4 output 512x512"):
+        uare.restore(small_photo, task="sr")
+
+
+# ---- a model that is the identity -----------------------------------------------------
+
+class _IdentityAE(torch.nn.Module):
+    """Exact space-to-depth autoencoder: 3x2x2 pixels -> 12 of 16 latent channels."""
+
+    def encode(self, x, sample=True, generator=None):
+        z = F.pixel_unshuffle(x, 2)
+        return torch.cat([z, torch.zeros_like(z[:, :4])], dim=1)
+
+    def decode(self, z):
+        return F.pixel_shuffle(z[:, :12], 2)
+
+
+class _Ctx:
+    def fork(self):
+        return _Ctx()
+
+
+class _IdentityModel(torch.nn.Module):
+    """Model API whose velocity carries the noise straight to the clean latent tokens, so a
+    restoration returns its input exactly; the full UARE pipeline runs around it."""
+
+    def __init__(self, base, max_latent_size):
+        super().__init__()
+        self.cfg = base.cfg.__class__.from_dict({**base.cfg.to_dict(), "max_latent_size": max_latent_size})
+        self.tokenizer = base.tokenizer
+        self.autoencoder = _IdentityAE()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.x0 = None
+
+    def new_context(self):
+        return _Ctx()
+
+    def prefill_vae_image(self, ctx, latent):
+        from uare.model.patches import latents_to_tokens
+        self.x0 = latents_to_tokens(latent, 2)
+
+    def prefill_vit_image(self, ctx, pixels):
+        pass
+
+    def prefill_text(self, ctx, ids):
+        pass
+
+    def decode_step(self, ctx, token):
+        return torch.zeros(self.tokenizer.vocab_size)
+
+    def velocity(self, ctx, x, t, grid):
+        assert x.shape == self.x0.shape == (grid[0] * grid[1], 64)
+        return (x - self.x0) / t  # x_t = (1-t) x0 + t eps  =>  v = eps - x0 = (x_t - x0) / t
+
+
+@pytest.mark.parametrize("renorm", ["global", "text_channel"])
+def test_tiled_and_untiled_restoration_agree_on_an_identity_model(uare, astronaut, renorm):
+    img = _photo(astronaut, 150, 200)
+    cfg = InferenceConfig(steps=5, guidance=pipeline.GuidanceConfig(renorm_type=renorm))
+    tiled = UARE(_IdentityModel(uare.model, 16), cfg)      # 64-pixel tiles
+    whole = UARE(_IdentityModel(uare.model, 64), cfg)      # 256 pixels: one canvas
+    assert tiled.tiles.tile == 64 and whole.tiles.tile == 256
+    a = np.asarray(tiled.restore(img, task="denoise").image)
+    b = np.asarray(whole.restore(img, task="denoise").image)
+    assert a.shape == b.shape == img.shape
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert np.abs(a.astype(int) - img.astype(int)).max() <= 1
