@@ -61,9 +61,52 @@ def _choice(value: str, auto: bool, what: str) -> bool:
     return auto if value == "auto" else value in ("on", "bf16")
 
 
+def _add_zero_link(output, params: list):
+    """output with 0 * sum(params) added to its first floating tensor."""
+    if not params:
+        return output
+    zero = sum(p.sum() for p in params) * 0.0
+    if torch.is_tensor(output):
+        return output + zero.to(output.dtype)
+    if isinstance(output, (tuple, list)):
+        items = list(output)
+        for i, x in enumerate(items):
+            if torch.is_tensor(x) and x.is_floating_point():
+                items[i] = x + zero.to(x.dtype)
+                return type(output)(items) if isinstance(output, tuple) else items
+    if hasattr(output, "velocity"):  # ModelOutput
+        output.velocity = output.velocity + zero.to(output.velocity.dtype)
+    return output
+
+
+def link_all_parameters(model: torch.nn.Module) -> None:
+    """Give every trainable parameter a gradient on every forward, used or not.
+
+    A pack without image tokens skips the gen expert; FSDP2 then reduce-scatters a
+    different set of gradients on different ranks and the collective fails. Linking each
+    layer's (and the root's own) parameters with a zero-weight term makes the gradient
+    set the same on every rank. It is applied in every run, sharded or not, so AdamW sees
+    the same (zero) gradients whatever the world size.
+    """
+    def hook_for(params):
+        return lambda module, args, output: _add_zero_link(output, [p for p in params() if p.requires_grad])
+
+    for layer in model.llm.layers:
+        layer.register_forward_hook(hook_for(layer.parameters))
+    root = [(n, p) for n, p in model.named_parameters() if not n.startswith("llm.layers.")]
+    model.register_forward_hook(hook_for(lambda: [p for _, p in _live(model, root)]))
+
+
+def _live(model: torch.nn.Module, named: list):
+    """Current parameter objects by name (FSDP2 swaps them while unsharded)."""
+    params = dict(model.named_parameters())
+    return [(n, params.get(n, p)) for n, p in named]
+
+
 def parallelize(model: torch.nn.Module, env: DistEnv, section) -> torch.nn.Module:
     """Shard and checkpoint in place; returns the model (the same object)."""
     cuda = env.device.type == "cuda"
+    link_all_parameters(model)
     if _choice(section.activation_checkpointing, cuda, "activation_checkpointing"):
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 

@@ -106,13 +106,14 @@ class Trainer:
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         msd, osd = get_state_dict(self.model, self.opt, options=opts)
+        # full state dicts land on rank 0 only (the others get empty dicts)
         msd = {clean_name(k): v for k, v in msd.items()}
-        osd["state"] = {clean_name(k): v for k, v in osd["state"].items()}
-        for g in osd["param_groups"]:
+        osd["state"] = {clean_name(k): v for k, v in osd.get("state", {}).items()}
+        for g in osd.get("param_groups", []):
             g["params"] = [clean_name(k) for k in g["params"]]
         ema = dict(msd)
         for n, t in self.ema.items():
-            ema[n] = full_tensor(t).cpu()
+            ema[n] = full_tensor(t).cpu()  # collective when sharded: every rank runs it
         return msd, ema, osd
 
     def save(self) -> None:

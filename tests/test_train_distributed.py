@@ -1,0 +1,38 @@
+"""A 2-process gloo run (FSDP2) matches one process with the same global batch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train_helpers import make_dataset
+
+WORKER = Path(__file__).parent / "dist_worker.py"
+
+
+def run_worker(nproc: int, manifests: Path, out: Path, steps: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(WORKER), str(manifests), str(out), str(steps)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("steps", [1, pytest.param(4, marks=pytest.mark.slow)])
+def test_two_gloo_processes_match_one_process(tmp_path, small_photo, steps):
+    manifests = make_dataset(tmp_path / "data", small_photo, n=2)
+    one = run_worker(1, manifests, tmp_path / "one", steps)
+    two = run_worker(2, manifests, tmp_path / "two", steps)
+    assert len(two["rows"]) == steps
+    assert two["world"] == 2 and one["world"] == 1
+    for a, b in zip(one["rows"], two["rows"]):
+        assert b["tokens"] == a["tokens"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+    for k, v in one["norms"].items():
+        assert two["norms"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
