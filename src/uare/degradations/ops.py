@@ -56,22 +56,61 @@ def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return F.pad(x, (pw, pw, ph, ph), mode=mode)
 
 
+def _fast_size(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (quick FFT lengths)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def _filter2d_direct(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    p = kernels.shape[-1] // 2
+    xp = pad_reflect(x, p, p).reshape(1, b * c, h + 2 * p, w + 2 * p)
+    weight = kernels.to(x).repeat_interleave(c, dim=0)[:, None]
+    return F.conv2d(xp, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def _filter2d_fft(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Same result as the direct correlation (to float rounding): the reflect pad holds
+    every tap a valid output reads, and zeros up to a fast FFT size absorb the wrap."""
+    b, c, h, w = x.shape
+    k = kernels.shape[-1]
+    p = k // 2
+    xp = pad_reflect(x, p, p)
+    fh, fw = _fast_size(h + 2 * p), _fast_size(w + 2 * p)
+    kp = torch.zeros((kernels.shape[0], fh, fw), dtype=torch.float32, device=x.device)
+    kp[:, :k, :k] = kernels.to(kp)
+    kp = torch.roll(kp, shifts=(-p, -p), dims=(1, 2))  # kernel centre at the origin
+    spec = torch.fft.rfft2(xp, s=(fh, fw)) * torch.fft.rfft2(kp).conj()[:, None]
+    return torch.fft.irfft2(spec, s=(fh, fw))[..., p:p + h, p:p + w]
+
+
+FFT_MIN_KERNEL = 15  # the direct grouped convolution is quicker below this size
+
+
 def filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlate each sample with its own kernel, reflect-101 borders, same size out.
 
     x: (B, C, H, W); kernels: (B, k, k) or (k, k) with k odd (one kernel per sample,
-    shared by its channels). One grouped convolution does the whole batch.
+    shared by its channels). Small kernels run as one grouped convolution, large ones
+    through the FFT, whose cost does not grow with the kernel.
     """
-    b, c, h, w = x.shape
+    b = x.shape[0]
     if kernels.ndim == 2:
-        kernels = kernels.expand(b, -1, -1)
+        kernels = kernels[None]
     k = kernels.shape[-1]
-    if kernels.shape[0] != b or kernels.shape[-2] != k or k % 2 == 0:
-        raise ValueError(f"filter2d: need {b} odd square kernels, got shape {tuple(kernels.shape)}")
-    p = k // 2
-    xp = pad_reflect(x, p, p).reshape(1, b * c, h + 2 * p, w + 2 * p)
-    weight = kernels.to(x).repeat_interleave(c, dim=0)[:, None]
-    return F.conv2d(xp, weight, groups=b * c).reshape(b, c, h, w)
+    if kernels.shape[0] not in (1, b) or kernels.shape[-2] != k or k % 2 == 0:
+        raise ValueError(f"filter2d: need 1 or {b} odd square kernels, got shape {tuple(kernels.shape)}")
+    if k >= FFT_MIN_KERNEL:
+        return _filter2d_fft(x, kernels)
+    return _filter2d_direct(x, kernels.expand(b, -1, -1))
 
 
 def trim_kernel(kernel: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
@@ -86,16 +125,24 @@ def trim_kernel(kernel: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
     return kernel[c - r:c + r + 1, c - r:c + r + 1]
 
 
+def _pad_kernel(k: torch.Tensor, size: int) -> torch.Tensor:
+    p = (size - k.shape[-1]) // 2
+    return F.pad(k, (p, p, p, p))
+
+
 def filter2d_each(x: torch.Tensor, kernels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """filter2d with kernels of different sizes: samples sharing a size are convolved
-    together, so the cost follows each kernel's true support rather than the largest."""
+    """filter2d with one kernel of its own size per sample. Small kernels (trimmed of
+    zero rings) are convolved directly, grouped by size, so their cost follows their
+    true support; all large ones share one FFT pass."""
     out = torch.empty_like(x)
     trimmed = [trim_kernel(k) for k in kernels]
-    sizes = sorted({t.shape[-1] for t in trimmed})
-    for size in sizes:
-        idx = [i for i, t in enumerate(trimmed) if t.shape[-1] == size]
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(trimmed):
+        groups.setdefault(min(t.shape[-1], FFT_MIN_KERNEL), []).append(i)
+    for size, idx in groups.items():
+        big = max(trimmed[i].shape[-1] for i in idx)
         sel = torch.tensor(idx, device=x.device)
-        out[sel] = filter2d(x[sel], torch.stack([trimmed[i] for i in idx]))
+        out[sel] = filter2d(x[sel], torch.stack([_pad_kernel(trimmed[i], big) for i in idx]))
     return out
 
 
@@ -155,9 +202,10 @@ def usm_sharpen(x: torch.Tensor, weight: float = 0.5, threshold: float = 10.0,
     if sigma <= 0:
         sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
     g = gaussian_1d(sigma, k // 2)
-    blur = separable_blur(x, g)
+    kernel = torch.outer(g, g)
+    blur = filter2d(x, kernel)
     residual = x - blur
     mask = (residual.abs() * 255.0 > threshold).to(x.dtype)
-    soft = separable_blur(mask, g)
+    soft = filter2d(mask, kernel)
     sharp = torch.clamp(x + weight * residual, 0, 1)
     return soft * sharp + (1 - soft) * x

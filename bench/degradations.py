@@ -1,0 +1,74 @@
+"""Throughput of the Real-ESRGAN degradation from 400x400 GT: one by one and batched.
+
+Prints images per second for both and their ratio (batched / one-by-one), measured in
+this process. Run it alone: `flock /tmp/uare-cpu.lock .venv/bin/python bench/degradations.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from uare.degradations import realesrgan_batch
+
+
+def gt_batch(n: int, size: int = 400) -> torch.Tensor:
+    """n crops of scikit-image's public-domain photos (astronaut, coffee, rocket)."""
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.rocket()]
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(n):
+        p = photos[i % len(photos)]
+        y = rng.integers(0, p.shape[0] - size + 1)
+        x = rng.integers(0, p.shape[1] - size + 1)
+        crops.append(p[y:y + size, x:x + size])
+    arr = np.stack(crops).astype(np.float32) / 255.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def images_per_second(fn, n_images: int, repeats: int) -> float:
+    fn()  # warm-up: first calls pay for allocation and kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return n_images / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="print the top functions by time")
+    args = ap.parse_args()
+    gt = gt_batch(args.batch)
+    seeds = list(range(args.batch))
+
+    def one_by_one():
+        for i in range(args.batch):
+            realesrgan_batch(gt[i:i + 1], seeds[i:i + 1])
+
+    def batched():
+        realesrgan_batch(gt, seeds)
+
+    with torch.no_grad():
+        single = images_per_second(one_by_one, args.batch, args.repeats)
+        batch = images_per_second(batched, args.batch, args.repeats)
+        if args.profile:
+            import cProfile
+            import pstats
+            cProfile.runctx("batched()", globals(), locals(), "/tmp/degwork/bench.prof")
+            pstats.Stats("/tmp/degwork/bench.prof").sort_stats("tottime").print_stats(15)
+    print(f"realesrgan 400x400 -> 100x100, torch threads {torch.get_num_threads()}, batch {args.batch}")
+    print(f"one by one: {single:7.1f} images/s")
+    print(f"batched:    {batch:7.1f} images/s")
+    print(f"batched / one by one: {batch / single:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
