@@ -54,3 +54,21 @@ def test_niqe_rises_with_real_noise_in_the_monotonic_sweep(tmp_path, astronaut):
                              types=["noise"], levels=[0.5, 1.0])
     assert res.exit_code == 0
     assert res.table[0]["noise"] > 0.5
+
+
+@pytest.mark.slow
+def test_uare_plug_in_runs_the_real_pipeline_on_a_micro_model(tmp_path, astronaut):
+    """Random weights, so only the plumbing is checked: folder, steps, x4 size, table row."""
+    from model_helpers import micro_model
+    from uare.tokenizer import train_tokenizer
+    model = micro_model()
+    model.set_tokenizer(train_tokenizer(["enhance this image with degradation"] * 10, 300))
+    model.save_pretrained(tmp_path / "micro")
+    lr, hr = tmp_path / "LR", tmp_path / "HR"
+    lr.mkdir(), hr.mkdir()
+    Image.fromarray(np.ascontiguousarray(astronaut[:64, :64])).save(hr / "a.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[:64, :64])).resize((16, 16)).save(lr / "a.png")
+    res = evaluate_sr(lr, hr, EvalConfig(out=tmp_path / "run", methods=[f"uare:model={tmp_path / 'micro'}:steps=2"],
+                                         metrics=["psnr"], plots=False))
+    assert res.exit_code == 0, res.failures
+    assert res.table[0]["count"] == 1 and np.isfinite(res.table[0]["psnr"])

@@ -44,8 +44,6 @@ class UareMethod(Method):
         self.prompt = self.option("prompt", None, str)
         self.seed = self.option("seed", 0, int)
         self.task_override = self.option("task", None, str)
-        if self.steps is not None and self.steps < 1:
-            raise MethodError(f"{self.label}: steps must be at least 1")
         self.model = type(self).loader(self.option("model", None, str))
 
     def restore(self, image, task, scale=1):
