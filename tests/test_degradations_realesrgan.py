@@ -1,0 +1,175 @@
+"""Real-ESRGAN's second-order pipeline: sampled frequencies match the configured
+probabilities, kernels and codecs are the documented ones, batches equal single calls."""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from uare.degradations import DEFAULT_CONFIG, degrade, realesrgan_batch, sample_realesrgan
+from uare.degradations.jpeg import jpeg_roundtrip_uint8, quant_tables
+from uare.degradations.kernels import GAUSSIAN_FAMILIES, gaussian_family_kernel, sinc_kernel
+from uare.degradations.ops import _filter2d_direct, _filter2d_fft, usm_sharpen
+
+N_RECORDS = 2000
+
+
+def frequency_problems(records, cfg=DEFAULT_CONFIG) -> list[str]:
+    """Every configured probability against its observed frequency; a problem is a
+    deviation beyond three standard errors of a binomial proportion."""
+    problems = []
+
+    def check(name, hits, n, p):
+        se = math.sqrt(p * (1 - p) / n)
+        if abs(hits / n - p) > 3 * se:
+            problems.append(f"{name}: {hits}/{n} = {hits / n:.3f}, configured {p:.3f} (3 SE = {3 * se:.3f})")
+
+    def steps(rec, typ, stage):
+        return [s for s in rec["steps"] if s["type"] == typ and s["params"].get("stage") == stage]
+
+    n = len(records)
+    for stage, kcfg in ((1, cfg.stage1.kernel), (2, cfg.stage2.kernel)):
+        blurs = [b for r in records for b in steps(r, "blur", stage)]
+        check(f"stage {stage} sinc kernel", sum(b["op"] == "sinc" for b in blurs), len(blurs), kcfg.sinc_prob)
+        for fam, p in zip(kcfg.families, kcfg.family_probs):
+            check(f"stage {stage} {fam}", sum(b["op"] == fam for b in blurs), len(blurs), (1 - kcfg.sinc_prob) * p)
+    check("second blur", sum(bool(steps(r, "blur", 2)) for r in records), n, cfg.second_blur_prob)
+    for stage, scfg in ((1, cfg.stage1), (2, cfg.stage2)):
+        noises = [s for r in records for s in steps(r, "noise", stage)]
+        check(f"stage {stage} gaussian noise", sum(s["op"] == "gaussian" for s in noises), n,
+              scfg.gaussian_noise_prob)
+        check(f"stage {stage} grey noise", sum(s["params"]["grey"] for s in noises), n, scfg.grey_noise_prob)
+        resizes = [s for r in records for s in steps(r, "downsample", stage)]
+        for d, p in zip(("up", "down", "keep"), scfg.resize_probs):
+            check(f"stage {stage} resize {d}", sum(s["params"]["direction"] == d for s in resizes), n, p)
+    order = [[s["type"] for s in r["steps"] if s["params"].get("stage") == "final"] for r in records]
+    check("final resize+sinc before JPEG", sum(o[0] == "downsample" for o in order), n, cfg.resize_then_jpeg_prob)
+    check("final sinc", sum("sinc" in o for o in order), n, cfg.final_sinc_prob)
+    return problems
+
+
+@pytest.fixture(scope="module")
+def records():
+    return [sample_realesrgan(seed, (400, 400)) for seed in range(N_RECORDS)]
+
+
+def test_sampled_frequencies_match_configured_probabilities(records):
+    assert frequency_problems(records) == []
+
+
+def test_frequency_check_catches_a_wrong_probability(records):
+    wrong = replace(DEFAULT_CONFIG, second_blur_prob=0.7, resize_then_jpeg_prob=0.6)
+    problems = frequency_problems(records, wrong)
+    assert any("second blur" in p for p in problems)
+    assert any("final resize" in p for p in problems)
+
+
+def test_sampled_parameters_stay_in_documented_ranges(records):
+    for rec in records:
+        for s in rec["steps"]:
+            p, t, stage = s["params"], s["type"], s["params"].get("stage")
+            if t == "blur":
+                assert p["size"] in range(7, 22, 2)
+                if s["op"] == "sinc":
+                    lo = math.pi / 3 if p["size"] < 13 else math.pi / 5
+                    assert lo <= p["omega_c"] <= math.pi
+                else:
+                    hi = 3.0 if stage == 1 else 1.5
+                    assert 0.2 <= p["sigma_x"] <= hi and 0.2 <= p["sigma_y"] <= hi
+                    if s["op"].startswith("generalized"):
+                        assert 0.5 <= p["beta"] <= 4
+                    if s["op"].startswith("plateau"):
+                        assert 1 <= p["beta"] <= 2
+            elif t == "noise":
+                if s["op"] == "gaussian":
+                    assert 1 <= p["sigma"] <= (30 if stage == 1 else 25)
+                else:
+                    assert 0.05 <= p["scale"] <= (3 if stage == 1 else 2.5)
+            elif t == "jpeg":
+                assert 30 <= p["quality"] <= 95
+            elif t == "sinc":
+                assert math.pi / 3 <= p["omega_c"] <= math.pi
+            elif t == "downsample" and stage == 1 and p["direction"] == "down":
+                assert 0.15 <= p["scale"] <= 1.0
+            elif t == "downsample" and stage == 2 and p["direction"] == "up":
+                assert 1.0 <= p["scale"] <= 1.2
+        assert rec["output_size"] == [100, 100]
+        assert rec["steps"][0]["type"] == "sharpen"
+
+
+def test_kernels_are_normalised_and_shaped_as_documented():
+    for fam in ("gaussian", "generalized", "plateau"):
+        k = gaussian_family_kernel(21, 2.0, 0.7, 0.4, beta=1.5, shape=fam)
+        assert k.shape == (21, 21) and abs(float(k.sum()) - 1) < 1e-5
+        assert torch.allclose(k, k.flip(0).flip(1))  # point-symmetric: correlation = convolution
+    iso = gaussian_family_kernel(11, 1.3, 1.3, 0.0)
+    g = torch.exp(-0.5 * (torch.arange(-5, 6.0) / 1.3) ** 2)
+    assert torch.allclose(iso, torch.outer(g, g) / torch.outer(g, g).sum(), atol=1e-7)
+    # Rotating by 90 degrees swaps the axes.
+    a = gaussian_family_kernel(15, 2.5, 0.8, 0.0)
+    assert torch.allclose(gaussian_family_kernel(15, 2.5, 0.8, math.pi / 2), a.T, atol=1e-6)
+    s = sinc_kernel(13, math.pi / 2, pad_to=21)
+    assert s.shape == (21, 21) and abs(float(s.sum()) - 1) < 1e-5 and float(s[0].abs().sum()) == 0.0
+    assert set(GAUSSIAN_FAMILIES) == set(DEFAULT_CONFIG.stage1.kernel.families)
+
+
+def test_fft_and_direct_filtering_agree():
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    k = torch.stack([gaussian_family_kernel(21, 3.0, 1.0, 0.3), sinc_kernel(21, 1.0)])
+    assert torch.allclose(_filter2d_fft(x, k), _filter2d_direct(x, k), atol=1e-5)
+
+
+def test_jpeg_continuous_quality_equals_pillow_at_integer_quality(astronaut):
+    img = np.ascontiguousarray(astronaut[:96, :120])
+    for q in (50, 75, 95):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        assert np.array_equal(jpeg_roundtrip_uint8(img, q), np.asarray(Image.open(buf)))
+    luma = [sum(quant_tables(q)[0]) for q in (30.0, 30.5, 31.0, 62.25, 95.0)]
+    assert luma == sorted(luma, reverse=True) and len(set(luma)) == len(luma)
+
+
+def test_usm_sharpens_edges_and_leaves_flat_areas_alone():
+    flat = torch.full((1, 3, 60, 60), 0.4)
+    assert torch.equal(usm_sharpen(flat), flat)
+    edge = torch.zeros(1, 3, 60, 60)
+    edge[..., 30:] = 0.6
+    edge[..., :30] = 0.3
+    out = usm_sharpen(edge)
+    assert out[..., 29].mean() < 0.3 and out[..., 30].mean() > 0.6  # overshoot at the edge
+
+
+def test_batch_equals_one_by_one_and_shapes_are_x4(small_photo):
+    imgs = [small_photo, small_photo[::-1].copy(), small_photo[:, ::-1].copy()]
+    gt = torch.from_numpy(np.stack(imgs).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+    seeds = [11, 12, 13]
+    lq, gt_usm, recs = realesrgan_batch(gt, seeds)
+    assert lq.shape == (3, 3, 32, 32) and gt_usm.shape == gt.shape
+    assert torch.equal(lq, torch.round(lq * 255) / 255)  # quantised to 8 bits
+    for i, seed in enumerate(seeds):
+        single, rec = degrade(imgs[i], "realesrgan", seed=seed)
+        assert rec["steps"] == recs[i]["steps"]
+        diff = np.abs(np.asarray(single, dtype=int) - np.round(lq[i].permute(1, 2, 0).numpy() * 255))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_batch_rejects_wrong_shapes_and_seed_counts(small_photo):
+    gt = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="seeds"):
+        realesrgan_batch(gt, [1])
+    with pytest.raises(ValueError, match="expected"):
+        realesrgan_batch(gt[:, :1], [1, 2])
+
+
+def test_severity_grows_with_the_sampled_strength(records):
+    for key, field in (("jpeg", "quality"),):
+        pairs = [(min(s["params"][field] for s in r["steps"] if s["type"] == key), r["severity"][key])
+                 for r in records[:300]]
+        q, sev = np.array(pairs).T
+        assert np.all(np.diff(sev[np.argsort(-q)]) >= -1e-12)
+    assert all(set(r["severity"]) >= {"sharpen", "blur", "noise", "jpeg", "downsample"} for r in records)
