@@ -122,3 +122,17 @@ def test_comparison_labels_follow_fidelity_and_quality(small_photo):
     split = iqa.comparison_sample((30.0, 25.0), (2.0, 4.0), ("x.", "y."))
     assert "fidelity to the reference, image A" in split.answer
     assert "perceptual quality, image B" in split.answer
+
+
+def test_texts_agree_with_records_of_the_real_degradation_presets(small_photo):
+    from uare.data.build import MULTI_PRESETS, SINGLE_TYPES
+    from uare.degradations import degrade
+
+    presets = [f"single:{t}" for t in SINGLE_TYPES] + list(MULTI_PRESETS) + ["realesrgan", "single:downsample"]
+    img = small_photo[:64, :64]
+    for i, p in enumerate(presets):
+        _, rec = degrade(img, p, seed=i)
+        a = rs.analysis(rec, seed=i)
+        assert rs.mentioned_types(a.text) == set(rec["severity"]), (p, a.text)
+        assert rs.plan_types(a.plan) == [t for t in rs.PLAN_ORDER if t in rec["severity"]]
+        ins.task_for_record(rec)  # every preset maps to a task

@@ -91,8 +91,8 @@ QUALITY_OPENERS = (
     "Its quality is limited by {items}.",
     "I can see {items} in this image.",
 )
-PLAN_OPENERS = ("Plan:", "Steps:", "Enhancement plan:")
-RESULT_OPENERS = ("The result should show {items}.", "Expected: {items}.",
+PLAN_OPENERS = ("In order:", "Step by step:", "The steps, in order:")
+RESULT_OPENERS = ("The result should show {items}.", "The restored image should have {items}.",
                   "After enhancement the image should have {items}.")
 
 

@@ -118,7 +118,7 @@ def _coerce(value: Any, tp, where: str):
         return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is typing.Union and value is None and type(None) in typing.get_args(tp):
         return None
-    raise RecipeError(f"{where}: expected {tp}, got {value!r}")
+    raise RecipeError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
 def _build(cls, values: Any, where: str):
