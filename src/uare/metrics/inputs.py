@@ -63,6 +63,8 @@ def to_batch(image) -> Batch:
         if image.dtype != np.uint8 or image.shape[-1] != 3:
             raise MetricInputError(f"array: a batch must be (B,H,W,3) uint8, got {image.dtype} {image.shape}")
         return Batch(image.astype(np.float64), True, False)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return Batch(image[None].astype(np.float64), False, False)  # skip a PIL round trip
     arr = np.asarray(load_image(image), dtype=np.float64)
     return Batch(arr[None], False, False)
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from scipy.ndimage import correlate1d
 
 from .color import rgb_to_y
 from .inputs import MetricInputError, crop, pair
@@ -77,26 +76,26 @@ def gaussian_1d(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     return g / g.sum()
 
 
-def _filter_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' correlation of (M,1,H,W) planes with the 1-D kernel g."""
-    x = F.conv2d(x, g.view(1, 1, -1, 1))
-    return F.conv2d(x, g.view(1, 1, 1, -1))
+def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of (M,H,W) planes with the odd 1-D kernel g.
+
+    scipy's 1-D correlation beat both torch float64 conv2d and OpenCV's filter2D here."""
+    r = len(g) // 2
+    x = correlate1d(x, g, axis=1, mode="constant")[:, r:-r]
+    return correlate1d(x, g, axis=2, mode="constant")[:, :, r:-r]
 
 
-def _ssim_maps(x: torch.Tensor, y: torch.Tensor, clamp_cs: bool, data_range: float = 255.0):
-    """(M,1,H,W) float64 -> SSIM map and contrast-structure map, both (M,1,H-10,W-10)."""
-    g = torch.from_numpy(gaussian_1d())
+def _ssim_maps(x: np.ndarray, y: np.ndarray, clamp_cs: bool, data_range: float = 255.0):
+    """(M,H,W) float64 -> SSIM map and contrast-structure map, both (M,H-10,W-10)."""
+    g = gaussian_1d()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
-    # One filtering pass for the three second moments keeps this at 5 convolutions.
-    moments = _filter_valid(torch.cat([x * x, y * y, x * y]), g).chunk(3)
-    var_x = moments[0] - mu_x ** 2
-    var_y = moments[1] - mu_y ** 2
-    cov = moments[2] - mu_x * mu_y
-    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    # One filtering call over all five planes keeps the per-call overhead down.
+    mu_x, mu_y, xx, yy, xy = np.split(_filter_valid(np.concatenate([x, y, x * x, y * y, x * y]), g), 5)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    cs = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
     if clamp_cs:
-        cs = F.relu(cs)
-    lum = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
+        cs = np.maximum(cs, 0.0)
+    lum = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1)
     return lum * cs, cs
 
 
@@ -106,16 +105,25 @@ def _check_size(planes: np.ndarray, need: int, what: str) -> None:
         raise MetricInputError(f"{what} needs images of at least {need}x{need} pixels, got {w}x{h}")
 
 
+def _flat(pa: np.ndarray) -> np.ndarray:
+    """(N,C,H,W) -> (N*C,H,W)."""
+    return np.ascontiguousarray(pa).reshape(-1, *pa.shape[2:])
+
+
 def ssim(pred, ref, y_channel: Optional[bool] = True, crop_border: int = 0, convention: str = "sr"):
     """Structural similarity (Wang et al. 2004); a float, or an (N,) array for a batch."""
     batch, pa, pb, convention = _prepare(pred, ref, y_channel, crop_border, convention, True)
     _check_size(pa, 11, "SSIM")
     n, c = pa.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(pa)).reshape(n * c, 1, *pa.shape[2:])
-    y = torch.from_numpy(np.ascontiguousarray(pb)).reshape(n * c, 1, *pb.shape[2:])
-    smap, _ = _ssim_maps(x, y, clamp_cs=convention == "pyiqa")
-    values = smap.mean(dim=(1, 2, 3)).reshape(n, c).mean(dim=1).numpy()
-    return batch.result(values)
+    smap, _ = _ssim_maps(_flat(pa), _flat(pb), clamp_cs=convention == "pyiqa")
+    return batch.result(smap.mean(axis=(1, 2)).reshape(n, c).mean(axis=1))
+
+
+def _halve(x: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of (M,H,W), dropping an odd last row/column."""
+    m, h, w = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(m, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
 
 
 def ms_ssim(pred, ref, y_channel: Optional[bool] = True, crop_border: int = 0, convention: str = "sr"):
@@ -125,15 +133,13 @@ def ms_ssim(pred, ref, y_channel: Optional[bool] = True, crop_border: int = 0, c
     batch, pa, pb, convention = _prepare(pred, ref, y_channel, crop_border, convention, True)
     _check_size(pa, 11 * 2 ** 4, "MS-SSIM")
     n, c = pa.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(pa)).reshape(n * c, 1, *pa.shape[2:])
-    y = torch.from_numpy(np.ascontiguousarray(pb)).reshape(n * c, 1, *pb.shape[2:])
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64)
+    x, y = _flat(pa), _flat(pb)
     factors = []
     for level in range(len(MS_SSIM_WEIGHTS)):
         smap, cs = _ssim_maps(x, y, clamp_cs=True)
         last = level == len(MS_SSIM_WEIGHTS) - 1
-        factors.append((smap if last else cs).mean(dim=(1, 2, 3)).clamp_min(0))
+        factors.append(np.maximum((smap if last else cs).mean(axis=(1, 2)), 0.0))
         if not last:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    values = torch.prod(torch.stack(factors, dim=1) ** weights, dim=1)
-    return batch.result(values.reshape(n, c).mean(dim=1).numpy())
+            x, y = _halve(x), _halve(y)
+    values = np.prod(np.stack(factors, axis=1) ** np.array(MS_SSIM_WEIGHTS), axis=1)
+    return batch.result(values.reshape(n, c).mean(axis=1))
