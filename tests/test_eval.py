@@ -123,6 +123,7 @@ def test_gallery_opens_from_disk_with_every_image_present(sr_set, tmp_path):
     for s in srcs:
         assert (res.files["gallery"].parent / s).resolve().exists(), s
     assert page.count('type="range" min="0" max="100"') == 4        # one slider per image
+    assert page.count("<b>PSNR ") == 4                                # the best of each row in bold
 
 
 def test_resumed_run_equals_fresh_run_and_skips_finished_images(sr_set, tmp_path):

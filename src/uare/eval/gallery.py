@@ -14,7 +14,7 @@ from typing import Sequence
 from urllib.parse import quote
 
 from ..imageio import write_text
-from .report import DIGITS
+from .report import DIGITS, Column
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}
@@ -52,16 +52,28 @@ def _fmt(key: str, value) -> str:
     return f"{key.upper()} {value:.{DIGITS.get(key, 3)}f}"
 
 
-def _figure(src: str, title: str, lines: Sequence[str], lq: bool = False) -> str:
+def _figure(src: str, title: str, lines: Sequence[tuple[str, bool]], lq: bool = False) -> str:
+    """lines: (text, is_best_in_row) per metric."""
     cls = ' class="lq"' if lq else ""
-    caption = "<br>".join(html.escape(t) for t in lines)
+    caption = "<br>".join(f"<b>{html.escape(t)}</b>" if best else html.escape(t) for t, best in lines)
     return (f'<figure><img{cls} loading="lazy" src="{src}" alt="{html.escape(title)}">'
             f"<figcaption><b>{html.escape(title)}</b><br>{caption}</figcaption></figure>")
 
 
-def _item_html(key: str, recs: list[dict], labels: Sequence[str], metric_keys: Sequence[str],
+def _best(recs: list[dict], columns: Sequence[Column]) -> dict[str, float]:
+    """Best value of each metric among this image's methods (bold in the captions)."""
+    best = {}
+    for col in columns:
+        vals = [r[col.key] for r in recs if isinstance(r.get(col.key), float) and r[col.key] == r[col.key]]
+        if len(vals) > 1:
+            best[col.key] = min(vals) if col.lower_better else max(vals)
+    return best
+
+
+def _item_html(key: str, recs: list[dict], labels: Sequence[str], columns: Sequence[Column],
                root: Path) -> str:
     by_method = {r["method"]: r for r in recs}
+    best = _best(recs, columns)
     first = recs[0]
     lq = _href(first["lq"], root)
     tiles = [_figure(lq, "input", [], lq=True)]
@@ -71,7 +83,8 @@ def _item_html(key: str, recs: list[dict], labels: Sequence[str], metric_keys: S
         if r is None:
             continue
         src = quote(r["output"])
-        tiles.append(_figure(src, label, [_fmt(k, r.get(k)) for k in metric_keys if k in r]))
+        lines = [(_fmt(c.key, r[c.key]), best.get(c.key) == r[c.key]) for c in columns if c.key in r]
+        tiles.append(_figure(src, label, lines))
         options.append((src, label))
     if first.get("ref"):
         ref = _href(first["ref"], root)
@@ -93,12 +106,13 @@ def _item_html(key: str, recs: list[dict], labels: Sequence[str], metric_keys: S
 
 
 def write_gallery(out: Path, title: str, records: list[dict], labels: Sequence[str],
-                  metric_keys: Sequence[str], max_rows: int = 40, name: str = "gallery.html") -> Path:
+                  columns: Sequence[Column], max_rows: int = 40, name: str = "gallery.html") -> Path:
     """records: per (method, image) dicts with key, method, output (relative to `out`),
-    lq and ref paths, and metric values. Writes OUT/<name>; returns its path."""
+    lq and ref paths, and metric values; columns: the metrics to caption (best in bold).
+    Writes OUT/<name>; returns its path."""
     out = Path(out)
     keys = list(dict.fromkeys(r["key"] for r in records))[:max_rows]
-    items = [_item_html(k, [r for r in records if r["key"] == k], labels, metric_keys, out)
+    items = [_item_html(k, [r for r in records if r["key"] == k], labels, columns, out)
              for k in keys]
     more = len(dict.fromkeys(r["key"] for r in records)) - len(keys)
     note = f"<p>{more} more images are in the per-image CSV.</p>" if more > 0 else ""

@@ -195,7 +195,7 @@ def finish(result: EvalResult, cfg: EvalConfig, task: str, title: str, mset: Met
         result.files.update(guarded(restoration_plots, cfg.out / "plots", result.table, mset.columns(), _info))
     if cfg.gallery:
         from .gallery import write_gallery
-        result.files["gallery"] = write_gallery(cfg.out, title, result.records, labels, keys,
+        result.files["gallery"] = write_gallery(cfg.out, title, result.records, labels, mset.columns(),
                                                 max_rows=cfg.gallery_rows)
     return result
 
