@@ -30,15 +30,15 @@ def brisque(image, crop_border: int = 0):
 
 
 def lpips(pred, ref, net: str = "alex", weights=None):
-    """LPIPS v0.1 distance (lower is more similar). See lpips.py for the weight files."""
-    from .lpips import lpips as _lpips
+    """LPIPS v0.1 distance (lower is more similar). See lpips_net.py for the weight files."""
+    from .lpips_net import lpips as _lpips
 
     return _lpips(pred, ref, net=net, weights=weights)
 
 
 def dists(pred, ref, weights=None):
-    """DISTS distance (lower is more similar). See dists.py for the weight files."""
-    from .dists import dists as _dists
+    """DISTS distance (lower is more similar). See dists_net.py for the weight files."""
+    from .dists_net import dists as _dists
 
     return _dists(pred, ref, weights=weights)
 

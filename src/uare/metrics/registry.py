@@ -27,9 +27,9 @@ SPECS = {s.name: s for s in [
     MetricSpec("psnr", "psnr_ssim:psnr", "FR", False, "peak signal-to-noise ratio (dB)"),
     MetricSpec("ssim", "psnr_ssim:ssim", "FR", False, "structural similarity"),
     MetricSpec("ms_ssim", "psnr_ssim:ms_ssim", "FR", False, "multi-scale structural similarity"),
-    MetricSpec("lpips", "lpips:lpips", "FR", True, "LPIPS v0.1, AlexNet features", {"net": "alex"}),
-    MetricSpec("lpips-vgg", "lpips:lpips", "FR", True, "LPIPS v0.1, VGG16 features", {"net": "vgg"}),
-    MetricSpec("dists", "dists:dists", "FR", True, "DISTS (VGG16 structure and texture)"),
+    MetricSpec("lpips", "lpips_net:lpips", "FR", True, "LPIPS v0.1, AlexNet features", {"net": "alex"}),
+    MetricSpec("lpips-vgg", "lpips_net:lpips", "FR", True, "LPIPS v0.1, VGG16 features", {"net": "vgg"}),
+    MetricSpec("dists", "dists_net:dists", "FR", True, "DISTS (VGG16 structure and texture)"),
     MetricSpec("niqe", "niqe:niqe", "NR", True, "NIQE, MATLAB-release protocol"),
     MetricSpec("piqe", "piqe:piqe", "NR", True, "PIQE (0-100)"),
     MetricSpec("brisque", "brisque:brisque", "NR", True, "BRISQUE (libsvm model of the `brisque` package)"),
@@ -50,8 +50,9 @@ class Metric:
     both return a float for one image and an (N,) array for a batch."""
 
     def __init__(self, spec: MetricSpec, **options):
-        module, func = spec.target.split(":")
-        self._fn: Callable = getattr(importlib.import_module(f"{__package__}.{module}"), func)
+        module_name, func = spec.target.split(":")
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        self._fn: Callable = getattr(module, func)
         params = inspect.signature(self._fn).parameters
         unknown = sorted(set(options) - set(params))
         if unknown:
@@ -59,6 +60,10 @@ class Metric:
                              f"its options: {', '.join(list(params)[1 + (spec.mode == 'FR'):])}")
         self.spec = spec
         self.options = {**spec.defaults, **options}
+        check = getattr(module, "check_available", None)
+        if check is not None:  # fail at creation (e.g. missing weight files), not at the first image
+            accepted = inspect.signature(check).parameters
+            check(**{k: v for k, v in self.options.items() if k in accepted})
 
     name = property(lambda self: self.spec.name)
     mode = property(lambda self: self.spec.mode)
