@@ -10,6 +10,7 @@ from PIL import Image
 
 from test_eval_fakes import fake_degrade, fake_factory
 from uare.eval import EvalConfig, correlations, evaluate_iqa, evaluate_monotonic, evaluate_sr
+from uare.eval.cache import ResultCache
 from uare.eval.ours import UareMethod
 from uare.eval.methods import create_method
 
@@ -73,8 +74,13 @@ def test_monotonic_sweep_scores_a_roughness_meter_as_perfectly_monotone(tmp_path
     cfg = EvalConfig(out=tmp_path / "run", methods=["rough_iqa"], plots=False)
     res = evaluate_monotonic(hq, cfg, types=["noise"], levels=[0.25, 0.5, 1.0], degrade=fake_degrade)
     row = res.table[0]
+    both = evaluate_monotonic(hq, EvalConfig(out=tmp_path / "two", methods=["rough_iqa"], plots=False),
+                              types=["noise", "jpeg"], levels=[0.5], degrade=fake_degrade)
+    assert len(both.records) == 2 * 2 * 2
+    assert len(ResultCache(tmp_path / "two" / "cache.jsonl")) == 2 * 3   # clean scored once per image
     assert row["noise"] == pytest.approx(1.0) and row["noise_strict"] == pytest.approx(1.0)
     assert len(res.records) == 2 * 4                      # clean + 3 levels per image
+    assert len(ResultCache(tmp_path / "run" / "cache.jsonl")) == 2 * 4
     assert (tmp_path / "run" / "monotonic.md").exists()
 
 

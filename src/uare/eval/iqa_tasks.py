@@ -143,7 +143,8 @@ def monotonic_inputs(hq: Sequence[Path], types: Sequence[str], levels: Sequence[
     items, failures = [], []
     for i, path in enumerate(hq):
         for typ in types:
-            items.append((f"{path.stem}|{typ}|0", path, {"image": path.stem, "type": typ, "level": 0.0}))
+            # One key for the clean image: scored once, its cached score reused for every type.
+            items.append((f"{path.stem}|clean", path, {"image": path.stem, "type": typ, "level": 0.0}))
             for level in levels:
                 lq = cfg.out / "inputs" / "monotonic" / typ / f"{level:g}" / f"{path.stem}.png"
                 try:
