@@ -210,3 +210,14 @@ def test_a_corrupt_image_fails_alone(sr_set, tmp_path):
     assert any("img1" in f and "cannot read image" in f for f in res.failures)
     assert res.table[0]["count"] == 3
     assert not math.isnan(res.table[0]["psnr"])
+
+
+def test_hr_that_is_not_a_multiple_of_the_scale_is_mod_cropped(tmp_path, astronaut):
+    lr, hr = tmp_path / "LR", tmp_path / "HR"
+    lr.mkdir(), hr.mkdir()
+    Image.fromarray(astronaut[:66, :67]).save(hr / "odd.png")                 # 66x67 -> 16x16 LR
+    Image.fromarray(astronaut[:64, :64]).resize((16, 16), Image.BICUBIC).save(lr / "odd.png")
+    res = evaluate_sr(lr, hr, _cfg(tmp_path / "run", methods=["bicubic"], crop_border=0))
+    out = np.asarray(Image.open(tmp_path / "run" / "images" / "bicubic" / "odd.png"))
+    assert res.exit_code == 0
+    assert res.table[0]["psnr"] == pytest.approx(_psnr(out, astronaut[:64, :64]))

@@ -141,6 +141,9 @@ def _run_one(method: Method, item: Item, lq, ref, mset: MetricSet, out: Path, dg
     want = (lq.width * item.scale, lq.height * item.scale)
     if result.size != want:
         raise ValueError(f"output is {result.size[0]}x{result.size[1]}, expected {want[0]}x{want[1]}")
+    if ref is not None and ref.size != result.size and item.scale > 1 and \
+            all(0 <= r - o < item.scale for r, o in zip(ref.size, result.size)):
+        ref = ref.crop((0, 0) + result.size)   # "modcrop": HR not a multiple of the scale
     rel = Path("images") / slug(method.label) / f"{slug(item.key)}.png"
     save_image(result, out / rel, protect=[p for p in (item.lq, item.ref) if p])
     text = method.last_text
