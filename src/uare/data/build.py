@@ -107,6 +107,7 @@ def _write_jsonl(path: Path, rows: Iterable[dict]) -> int:
         for r in rows:
             f.write(json.dumps(r) + "\n")
             n += 1
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is ordinary data
     os.replace(tmp, path)
     return n
 
