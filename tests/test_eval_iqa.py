@@ -126,6 +126,7 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     out = next(r["output"] for r in res.records if r["method"].startswith("uare"))
     text = (tmp_path / "run" / out).with_suffix(".txt")
     assert text.read_text().startswith("1. intent")
+    assert "<summary>analysis</summary>1. intent" in res.files["gallery"].read_text()
     method = create_method(spec)
     assert method.model.folder == "runs/m1"
     method.restore(Image.new("RGB", (8, 8)), "sr", 4)

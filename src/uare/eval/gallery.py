@@ -24,6 +24,7 @@ figure{margin:0;flex:0 0 auto;width:var(--tile,200px)}
 figure img{width:100%;display:block;border:1px solid #ccc;background:#eee}
 figcaption{font-size:11px;line-height:1.35;margin-top:3px}
 figcaption b{font-size:12px}
+details{white-space:pre-wrap;max-height:200px;overflow:auto}
 img.lq{image-rendering:pixelated}
 .ba{position:relative;width:var(--slider,360px);flex:0 0 auto}
 .ba img{width:100%;display:block;border:1px solid #ccc}
@@ -52,10 +53,13 @@ def _fmt(key: str, value) -> str:
     return f"{key.upper()} {value:.{DIGITS.get(key, 3)}f}"
 
 
-def _figure(src: str, title: str, lines: Sequence[tuple[str, bool]], lq: bool = False) -> str:
-    """lines: (text, is_best_in_row) per metric."""
+def _figure(src: str, title: str, lines: Sequence[tuple[str, bool]], lq: bool = False,
+            text: str | None = None) -> str:
+    """lines: (text, is_best_in_row) per metric; text: the method's analysis, folded."""
     cls = ' class="lq"' if lq else ""
     caption = "<br>".join(f"<b>{html.escape(t)}</b>" if best else html.escape(t) for t, best in lines)
+    if text:
+        caption += f"<details><summary>analysis</summary>{html.escape(text)}</details>"
     return (f'<figure><img{cls} loading="lazy" src="{src}" alt="{html.escape(title)}">'
             f"<figcaption><b>{html.escape(title)}</b><br>{caption}</figcaption></figure>")
 
@@ -84,7 +88,7 @@ def _item_html(key: str, recs: list[dict], labels: Sequence[str], columns: Seque
             continue
         src = quote(r["output"])
         lines = [(_fmt(c.key, r[c.key]), best.get(c.key) == r[c.key]) for c in columns if c.key in r]
-        tiles.append(_figure(src, label, lines))
+        tiles.append(_figure(src, label, lines, text=r.get("text")))
         options.append((src, label))
     if first.get("ref"):
         ref = _href(first["ref"], root)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..imageio import ImageError, list_images, load_image, read_jsonl, save_image, write_json
+from ..imageio import ImageError, list_images, load_image, read_jsonl, save_image, write_json, write_text
 from .cache import ResultCache, digest
 from .methods import Method, MethodError, MethodUnavailable, create_method, parse_spec
 from .report import Column, per_image_csv, summarise, write_report
@@ -147,8 +147,8 @@ def _run_one(method: Method, item: Item, lq, ref, mset: MetricSet, out: Path, dg
     rel = Path("images") / slug(method.label) / f"{slug(item.key)}.png"
     save_image(result, out / rel, protect=[p for p in (item.lq, item.ref) if p])
     text = method.last_text
-    if text:
-        (out / rel).with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+    if text:   # the analysis of analyse-then-restore, saved beside the image
+        write_text((out / rel).with_suffix(".txt"), text + "\n")
     return {"method": method.label, "fp": method.spec.fingerprint, "key": item.key, "input": dg,
             "metrics": mset(result, ref), "output": rel.as_posix(), "seconds": seconds, "text": text}
 
@@ -160,8 +160,12 @@ def run_items(items: Sequence[Item], methods: Sequence[Method], mset: MetricSet,
     records, failures = [], []
     pairs = [(item, m) for item in items for m in methods]
     loaded: dict = {}
+    digests: dict = {}
     for item, method in _progress(pairs, f"eval {group}", total=len(pairs)):
-        dg = digest([item.lq, item.ref], {**mset.settings, "task": item.task, "scale": item.scale})
+        if item.key not in digests:   # hash each input pair once, not once per method
+            digests[item.key] = digest([item.lq, item.ref], {**mset.settings, "task": item.task,
+                                                             "scale": item.scale})
+        dg = digests[item.key]
         rec = cache.get(method.spec.fingerprint, item.key, dg)
         if rec is None:
             try:
@@ -176,14 +180,13 @@ def run_items(items: Sequence[Item], methods: Sequence[Method], mset: MetricSet,
                 continue
         records.append({**rec["metrics"], "group": group, "key": item.key, "method": method.label,
                         "seconds": rec["seconds"], "output": rec["output"], "lq": str(item.lq),
-                        "ref": str(item.ref) if item.ref else ""})
+                        "ref": str(item.ref) if item.ref else "", "text": rec.get("text")})
     return records, failures
 
 
 def finish(result: EvalResult, cfg: EvalConfig, task: str, title: str, mset: MetricSet,
            methods: Sequence[Method], notes: Sequence[str] = ()) -> EvalResult:
     """Tables, per-image CSV, plots and gallery for a paired-restoration run."""
-    from ..imageio import write_text
     keys = mset.names
     labels = [m.label for m in methods]
     result.columns = mset.columns() + [Column("seconds", "s/img", None)]
