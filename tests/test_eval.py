@@ -221,3 +221,23 @@ def test_hr_that_is_not_a_multiple_of_the_scale_is_mod_cropped(tmp_path, astrona
     out = np.asarray(Image.open(tmp_path / "run" / "images" / "bicubic" / "odd.png"))
     assert res.exit_code == 0
     assert res.table[0]["psnr"] == pytest.approx(_psnr(out, astronaut[:64, :64]))
+
+
+def test_several_presets_give_one_group_each_with_only_the_methods_that_fit(tmp_path, astronaut):
+    hq = tmp_path / "photos"
+    hq.mkdir()
+    for i in range(2):
+        Image.fromarray(astronaut[i * 64:i * 64 + 48, 200:248]).save(hq / f"p{i}.png")
+
+    def typed_degrade(image, preset, seed=0):
+        out, rec = fake_degrade(image, "single:noise:0.3", seed)
+        rec["steps"][0]["type"] = "haze" if "haze" in preset else "noise"
+        return out, rec
+
+    cfg = _cfg(tmp_path / "run", methods=["dcp", "fake_smooth", "bicubic"])
+    res = evaluate_restore(hq, ["single:noise", "single:haze"], cfg, degrade=typed_degrade)
+    assert [(r["group"], r["method"]) for r in res.table] == [
+        ("photos single:noise", "fake_smooth"), ("photos single:noise", "bicubic"),
+        ("photos single:haze", "dcp"), ("photos single:haze", "fake_smooth"), ("photos single:haze", "bicubic")]
+    assert {r["key"] for r in res.records} == {f"single:{k}/p{i}" for k in ("noise", "haze") for i in range(2)}
+    assert any("dcp: does not do denoise" in s for s in res.skipped)

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _fidelity(p)
     p = sub.add_parser("restore", help="degrade HQ images with a preset, restore, score (Table 2)")
     p.add_argument("--hq", required=True, type=Path)
-    p.add_argument("--preset", required=True, help="single:TYPE[:SEVERITY], multi:A+B[+C] or realesrgan")
+    p.add_argument("--preset", required=True, help="single:TYPE[:SEVERITY], multi:A+B[+C] or realesrgan; "
+                   "several, comma-separated, give one table group each")
     _common(p, "restore")
     _fidelity(p)
     p = sub.add_parser("iqa", help="PLCC/SRCC against human opinion scores (Table 3)")
@@ -86,7 +87,7 @@ def _dispatch(args):
     if args.eval_task == "sr":
         return evaluate_sr(args.lr, args.hr, cfg, scale=args.scale)
     if args.eval_task == "restore":
-        return evaluate_restore(args.hq, args.preset, cfg)
+        return evaluate_restore(args.hq, [p.strip() for p in args.preset.split(",") if p.strip()], cfg)
     if args.eval_task == "iqa":
         return evaluate_iqa(args.images, args.scores, args.format, cfg, split=args.split)
     types = [t.strip() for t in args.types.split(",") if t.strip()]

@@ -99,9 +99,9 @@ def dataset_name(folder: Path) -> str:
     return folder.name
 
 
-def build_methods(specs: Sequence[str], task: str) -> tuple[list[Method], list[str]]:
-    """Spec strings -> ready methods that can do `task`; unavailable ones are skipped
-    with a message (optional peers), bad specs raise MethodError."""
+def build_methods(specs: Sequence[str], task: Optional[str]) -> tuple[list[Method], list[str]]:
+    """Spec strings -> ready methods (that can do `task`, unless it is None); unavailable
+    ones are skipped with a message (optional peers), bad specs raise MethodError."""
     methods, skipped, labels = [], [], set()
     for text in specs:
         spec = parse_spec(text) if isinstance(text, str) else text
@@ -115,7 +115,7 @@ def build_methods(specs: Sequence[str], task: str) -> tuple[list[Method], list[s
             skipped.append(f"{spec.label}: {reason}")
             _info(f"skipping {spec.label}: {reason}")
             continue
-        if not method.supports(task):
+        if task is not None and not method.supports(task):
             skipped.append(f"{spec.label}: does not do {task}")
             _info(f"skipping {spec.label}: it does not do {task}")
             continue
@@ -245,9 +245,10 @@ def _default_degrade():
 
 
 def degrade_inputs(hq: Sequence[Path], preset: str, cfg: EvalConfig,
-                   degrade: Optional[Callable] = None) -> tuple[list[Item], list[str]]:
+                   degrade: Optional[Callable] = None, prefix: str = "") -> tuple[list[Item], list[str]]:
     """Make (or reuse) the degraded input of each HQ image under OUT/inputs/<preset>/.
-    Image i gets seed cfg.seed + i, so a longer --limit keeps the first inputs."""
+    Image i gets seed cfg.seed + i, so a longer --limit keeps the first inputs.
+    Item keys are `prefix + stem` (a prefix keeps several presets apart)."""
     folder = cfg.out / "inputs" / slug(preset)
     manifest = {r["key"]: r for r in read_jsonl(folder / "manifest.jsonl")}
     items, failures = [], []
@@ -265,31 +266,40 @@ def degrade_inputs(hq: Sequence[Path], preset: str, cfg: EvalConfig,
                 from ..imageio import append_jsonl
                 append_jsonl(folder / "manifest.jsonl", rec)
             task, scale = task_for_record(rec["record"])
-            items.append(Item(key, lq_path, path, task, scale))
+            items.append(Item(prefix + key, lq_path, path, task, scale))
         except RUN_ERRORS as e:
             failures.append(f"{path}: cannot degrade ({e})")
             _info(f"failed: {path}: cannot degrade ({e})")
     return items, failures
 
 
-def evaluate_restore(hq_dir, preset: str, cfg: EvalConfig,
-                     degrade: Optional[Callable] = None) -> EvalResult:
-    """`uare eval restore`: degrade each HQ image with `preset`, restore, score vs HQ."""
+def evaluate_restore(hq_dir, presets, cfg: EvalConfig, degrade: Optional[Callable] = None) -> EvalResult:
+    """`uare eval restore`: degrade each HQ image with each preset (one string or a list;
+    one table group per preset, as the columns of Table 2), restore, score against HQ."""
     hq_dir = Path(hq_dir)
+    presets = [presets] if isinstance(presets, str) else list(presets)
     hq = list_images(hq_dir)[:cfg.limit]
     if not hq:
         raise ImageError(f"{hq_dir}: no images")
-    items, failures = degrade_inputs(hq, preset, cfg, degrade)
-    task = items[0].task if items else "auto"
-    scale = items[0].scale if items else 1
-    # The SR convention (crop = scale) only for presets that downsample.
-    crop = cfg.crop_border if cfg.crop_border is not None else (scale if scale > 1 else 0)
-    mset = build_metrics(cfg.metrics, "restore", crop, cfg.y_channel, cfg.metric_factory)
-    methods, skipped = build_methods(cfg.methods, task)
-    result = EvalResult(skipped=skipped + mset.skipped, failures=failures)
-    group = cfg.name or f"{dataset_name(hq_dir)} {preset}"
-    result.records, fails = run_items(items, methods, mset, cfg.out, group)
-    result.failures += fails
-    write_json(cfg.out / "restore_settings.json", {"preset": preset, "seed": cfg.seed, "task": task})
-    notes = [f"{len(items)} images degraded with {preset} (seed {cfg.seed} + index); task {task}"]
-    return finish(result, cfg, "restore", f"{preset} restoration on {dataset_name(hq_dir)}", mset, methods, notes)
+    methods, skipped = build_methods(cfg.methods, None)
+    result = EvalResult(skipped=skipped)
+    mset, notes = None, []
+    for preset in presets:
+        prefix = f"{preset}/" if len(presets) > 1 else ""
+        items, failures = degrade_inputs(hq, preset, cfg, degrade, prefix)
+        task = items[0].task if items else "auto"
+        scale = items[0].scale if items else 1
+        # The SR convention (crop = scale) only for presets that downsample.
+        crop = cfg.crop_border if cfg.crop_border is not None else (scale if scale > 1 else 0)
+        mset = build_metrics(cfg.metrics, "restore", crop, cfg.y_channel, cfg.metric_factory)
+        able = [m for m in methods if m.supports(task)]
+        result.skipped += [f"{m.label}: does not do {task} ({preset})" for m in methods if m not in able]
+        result.skipped += [s for s in mset.skipped if s not in result.skipped]
+        group = f"{cfg.name or dataset_name(hq_dir)} {preset}"
+        records, fails = run_items(items, able, mset, cfg.out, group)
+        result.records += records
+        result.failures += failures + fails
+        notes.append(f"{preset}: {len(items)} images (seed {cfg.seed} + index), task {task}, crop {crop}")
+    write_json(cfg.out / "restore_settings.json", {"presets": presets, "seed": cfg.seed})
+    title = f"{', '.join(presets)} restoration on {dataset_name(hq_dir)}"
+    return finish(result, cfg, "restore", title, mset, methods, notes)
