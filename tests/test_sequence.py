@@ -102,3 +102,14 @@ def test_bad_image_size_names_the_constraint():
         build_packed([[VitImage(torch.zeros(3, 20, 16))]], tiny(), SP)
     with pytest.raises(ValueError, match="max_latent_size"):
         build_packed([[VaeImage(torch.zeros(16, 2, 200))]], tiny(), SP)
+
+
+def test_attention_segments_are_the_diagonal_blocks_of_the_mask():
+    p = build_packed([four_block_sample(), [Text([5, 6, 7])], four_block_sample()], tiny(), SP)
+    m = p.attention_mask()
+    segs = p.attention_segments()
+    assert [(a, b) for a, b, _ in segs] == [(0, 22), (22, 27), (27, 49)]
+    assert segs[1][2] == "causal"
+    for a, b, sm in (segs[0], segs[2]):
+        assert torch.equal(sm, m[a:b, a:b])
+    assert torch.equal(m[22:27, 22:27], torch.ones(5, 5, dtype=torch.bool).tril())

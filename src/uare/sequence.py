@@ -94,12 +94,20 @@ class PackedSequence:
 
     def attention_mask(self) -> torch.Tensor:
         """(L, L) bool, True where query row may attend to key column."""
-        L = self.length
-        s, b = self.sample_ids, self.split_ids
-        same_split = b[:, None] == b[None, :]
-        earlier = torch.ones(L, L, dtype=torch.bool, device=s.device).tril()
-        allowed = (s[:, None] == s[None, :]) & (earlier | (same_split & self.split_full[:, None]))
-        return allowed & ~(self.split_noise[None, :] & ~same_split)
+        return _rule(self.sample_ids, self.split_ids, self.split_full, self.split_noise)
+
+    def attention_segments(self, perm: torch.Tensor | None = None) -> list[tuple[int, int, "torch.Tensor | str"]]:
+        """Per-sample (start, end, mask) blocks of attention_mask(); "causal" for text-only samples."""
+        counts = torch.bincount(self.sample_ids).tolist()
+        out, a = [], 0
+        for n in counts:
+            b = a + n
+            if not self.split_full[a:b].any():
+                out.append((a, b, "causal"))
+            else:
+                out.append((a, b, _rule(self.sample_ids[a:b], self.split_ids[a:b], self.split_full[a:b], self.split_noise[a:b])))
+            a = b
+        return out
 
     def to(self, device) -> "PackedSequence":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -107,6 +115,15 @@ class PackedSequence:
             if isinstance(v, torch.Tensor):
                 moved[k] = v.to(device)
         return PackedSequence(**moved)
+
+
+def _rule(s: torch.Tensor, b: torch.Tensor, full: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """q may see k iff same sample, (k <= q or same full/noise block), k not in another noise block."""
+    L = s.shape[0]
+    same_split = b[:, None] == b[None, :]
+    earlier = torch.ones(L, L, dtype=torch.bool, device=s.device).tril()
+    allowed = (s[:, None] == s[None, :]) & (earlier | (same_split & full[:, None]))
+    return allowed & ~(noise[None, :] & ~same_split)
 
 
 class _Builder:

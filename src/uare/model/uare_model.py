@@ -17,7 +17,7 @@ from .autoencoder import Autoencoder
 from .config import ModelConfig
 from .embeddings import PositionEmbedding, TimestepEmbedder
 from .kv_cache import CachedAttention, InferenceContext
-from .layers import attention
+from .layers import segment_attention
 from .mot import MoTDecoder
 from .patches import latent_pos_ids, latents_to_tokens
 from .vit import ViT, vit_patchify
@@ -141,11 +141,15 @@ class UAREModel(nn.Module):
         """Logits at packed.ce_index and velocities at packed.mse_rows."""
         perm, n_und = _routing(packed.gen_mask)
         inv = torch.argsort(perm)
-        mask = packed.attention_mask()[perm][:, perm]
+        segments = packed.attention_segments()
         backend = self.attention_backend
+        identity = bool(torch.equal(perm, inv))
 
         def attend(i, q, k, v):
-            return attention(q, k, v, mask, backend)
+            # layers work in expert-major order; attention runs per sample in packed order
+            if identity:
+                return segment_attention(q, k, v, segments, backend)
+            return segment_attention(q[inv], k[inv], v[inv], segments, backend)[perm]
 
         hu, hg = self.llm(self.embed(packed)[perm], n_und, packed.position_ids[perm], attend)
         logits = self.llm.lm_head(hu[inv[packed.ce_index]])

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ViTConfig
-from .layers import attention
+from .layers import segment_attention
 
 
 class ImageSizeError(ValueError):
@@ -26,14 +26,6 @@ def vit_patchify(pixels: torch.Tensor, patch: int, max_side: int) -> tuple[torch
     return x, (rows * max_side + cols).flatten()
 
 
-def block_diagonal_mask(seqlens: list[int], device=None) -> torch.Tensor | None:
-    """(N, N) bool mask that keeps each image to itself; None for a single image."""
-    if len(seqlens) <= 1:
-        return None
-    ids = torch.repeat_interleave(torch.arange(len(seqlens), device=device), torch.tensor(seqlens, device=device))
-    return ids[:, None] == ids[None, :]
-
-
 class ViTAttention(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
@@ -41,10 +33,10 @@ class ViTAttention(nn.Module):
         self.heads = cfg.num_heads
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, segments: list) -> torch.Tensor:
         n, d = x.shape
         q, k, v = (p(x).view(n, self.heads, d // self.heads) for p in (self.q_proj, self.k_proj, self.v_proj))
-        return self.out_proj(attention(q, k, v, mask).reshape(n, d))
+        return self.out_proj(segment_attention(q, k, v, segments).reshape(n, d))
 
 
 class ViTMLP(nn.Module):
@@ -65,8 +57,8 @@ class ViTLayer(nn.Module):
         self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = ViTMLP(cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x), mask)
+    def forward(self, x: torch.Tensor, segments: list) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x), segments)
         return x + self.mlp(self.layer_norm2(x))
 
 
@@ -82,7 +74,9 @@ class ViT(nn.Module):
     def forward(self, patches: torch.Tensor, pos_ids: torch.Tensor, seqlens: list[int]) -> torch.Tensor:
         """patches (N, p*p*3), pos_ids (N,), seqlens per image summing to N -> (N, hidden)."""
         x = self.patch_embedding(patches) + self.position_embedding(pos_ids)
-        mask = block_diagonal_mask(seqlens, x.device)
+        # images never attend to each other: one unmasked attention per image
+        bounds = [0, *torch.tensor(seqlens).cumsum(0).tolist()]
+        segments = [(a, b, None) for a, b in zip(bounds[:-1], bounds[1:])]
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, segments)
         return self.post_layernorm(x)
