@@ -8,25 +8,13 @@ See psnr_ssim.py for the "sr" (default), "matlab" and "pyiqa" conventions.
 """
 from __future__ import annotations
 
+from .brisque import brisque
 from .correlation import krcc, plcc, srcc
 from .inputs import MetricInputError
 from .niqe import niqe
+from .piqe import piqe
 from .psnr_ssim import ms_ssim, psnr, ssim
 from .registry import Metric, create_metric, list_metrics
-
-
-def piqe(image, crop_border: int = 0):
-    """PIQE (Venkatanath et al. 2015), 0-100, lower is better. See piqe.py."""
-    from .piqe import piqe as _piqe
-
-    return _piqe(image, crop_border=crop_border)
-
-
-def brisque(image, crop_border: int = 0):
-    """BRISQUE with the Apache-2.0 libsvm model of the `brisque` package. See brisque.py."""
-    from .brisque import brisque as _brisque
-
-    return _brisque(image, crop_border=crop_border)
 
 
 def lpips(pred, ref, net: str = "alex", weights=None):

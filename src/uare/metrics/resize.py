@@ -58,3 +58,32 @@ def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarra
     wh = resize_matrix(h, out_h, float(scale), antialias)
     ww = resize_matrix(w, out_w, float(scale), antialias)
     return wh @ np.asarray(img, dtype=np.float64) @ ww.T
+
+
+@lru_cache(maxsize=64)
+def opencv_cubic_matrix(in_len: int, out_len: int, inv_scale: float) -> np.ndarray:
+    """(out_len, in_len) weights of OpenCV's INTER_CUBIC resize along one axis.
+
+    OpenCV samples source position (x + 0.5) / inv_scale - 0.5 with the a = -0.75 cubic,
+    no antialiasing, and clamps taps at the borders. Needed to reproduce features of
+    models trained with cv2.resize (the `brisque` package's SVR)."""
+    a = -0.75
+    sx = (np.arange(out_len) + 0.5) / inv_scale - 0.5
+    s0 = np.floor(sx)
+    frac = sx - s0
+    mat = np.zeros((out_len, in_len))
+    rows = np.arange(out_len)
+    for k in range(4):
+        t = np.abs(frac - (k - 1))
+        w = np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                     np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+        np.add.at(mat, (rows, np.clip(s0 + k - 1, 0, in_len - 1).astype(np.int64)), w)
+    return mat
+
+
+def opencv_resize_half(img: np.ndarray) -> np.ndarray:
+    """cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC) for (H,W) float
+    images; the output size rounds half to even, as OpenCV does."""
+    h, w = img.shape
+    out_h, out_w = round(h * 0.5), round(w * 0.5)
+    return opencv_cubic_matrix(h, out_h, 0.5) @ img @ opencv_cubic_matrix(w, out_w, 0.5).T
