@@ -20,8 +20,8 @@ def manifests(tmp_path_factory, small_photo):
     return make_dataset(tmp_path_factory.mktemp("data"), small_photo, n=2)
 
 
-def trainer_for(tmp_path, manifests, stage, overrides=(), **train):
-    torch.manual_seed(0)
+def trainer_for(tmp_path, manifests, stage, overrides=(), seed=0, **train):
+    torch.manual_seed(seed)
     model = build_model(micro_config())
     r = recipe_for(tmp_path, manifests, stage, overrides, **train)
     return make_trainer(r, model=model, env=DistEnv(), degrade_fn=fake_degrade, progress=False)
@@ -69,7 +69,8 @@ def test_resume_after_step_k_gives_the_loss_of_an_unbroken_run(tmp_path, manifes
     part = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=3", "data.samples_per_step=2"])
     part.train(max_steps=2)          # "killed" after step 2: only its checkpoints survive
     del part
-    resumed = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=3", "data.samples_per_step=2"])
+    # a restarted job builds fresh (here: different) weights; the checkpoint must win
+    resumed = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=3", "data.samples_per_step=2"], seed=7)
     rows = resumed.train()
     assert [r["step"] for r in rows] == [3]
     assert rows[0]["loss"] == pytest.approx(unbroken[2], rel=1e-5, abs=1e-6)
@@ -102,3 +103,14 @@ def test_final_export_loads_as_a_model_with_the_ema_weights(tmp_path, manifests)
     ema = t.ema["llm2vae.weight"]
     assert torch.equal(m.state_dict()["llm2vae.weight"], ema)
     assert not torch.equal(ema, t.model.state_dict()["llm2vae.weight"])  # EMA, not raw weights
+
+
+def test_activation_checkpointing_changes_nothing_but_memory(tmp_path, manifests):
+    plain = trainer_for(tmp_path / "a", manifests, 2, ["train.steps=1", "data.samples_per_step=2"])
+    ac = trainer_for(tmp_path / "b", manifests, 2, ["train.steps=1", "data.samples_per_step=2",
+                                                    "parallel.activation_checkpointing=on"])
+    assert any("_checkpoint_wrapped_module" in n for n, _ in ac.model.named_parameters())
+    a, b = plain.train()[0], ac.train()[0]
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+    saved = ckpt.load(ckpt.latest(ac.ckpt_dir)).model
+    assert set(saved) == set(ckpt.load(ckpt.latest(plain.ckpt_dir)).model)  # no wrapper prefixes

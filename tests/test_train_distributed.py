@@ -14,20 +14,22 @@ from train_helpers import make_dataset
 WORKER = Path(__file__).parent / "dist_worker.py"
 
 
-def run_worker(nproc: int, manifests: Path, out: Path, steps: int) -> dict:
+def run_worker(nproc: int, manifests: Path, out: Path, steps: int, stop=None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(WORKER), str(manifests), str(out), str(steps)]
+           str(WORKER), str(manifests), str(out), str(steps)] + ([str(stop)] if stop else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((out / "result.json").read_text())
 
 
-@pytest.mark.parametrize("steps", [1, pytest.param(4, marks=pytest.mark.slow)])
-def test_two_gloo_processes_match_one_process(tmp_path, small_photo, steps):
+@pytest.mark.parametrize("steps,stop", [(2, 1), pytest.param(4, None, marks=pytest.mark.slow)],
+                         ids=["2-steps-killed-after-1", "4-steps"])
+def test_two_gloo_processes_match_one_process(tmp_path, small_photo, steps, stop):
+    """The fast variant also kills the 2-process run after step 1 and resumes it sharded."""
     manifests = make_dataset(tmp_path / "data", small_photo, n=2)
     one = run_worker(1, manifests, tmp_path / "one", steps)
-    two = run_worker(2, manifests, tmp_path / "two", steps)
+    two = run_worker(2, manifests, tmp_path / "two", steps, stop)
     assert len(two["rows"]) == steps
     assert two["world"] == 2 and one["world"] == 1
     for a, b in zip(one["rows"], two["rows"]):

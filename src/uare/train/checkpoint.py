@@ -4,6 +4,8 @@ A folder holds:
 - `model.safetensors`: the full model state dict (frozen parameters included);
 - `ema.safetensors`: the same, with the trainable parameters replaced by their EMA, so it
   loads as a model on its own (the released Bagel weights are an EMA file too);
+- `ae.safetensors`: the frozen autoencoder, which is not part of the model's state dict
+  (Bagel keeps it apart) but defines the latent space the model is trained in;
 - `optimizer.safetensors` + `optimizer.json`: AdamW moments keyed by parameter name, and
   the param groups;
 - `rng-rank<r>.safetensors`: torch CPU (and CUDA) generator states of each rank;
@@ -116,12 +118,14 @@ def write_rank_rng(root: Path, step: int, rank: int) -> None:
 
 
 def write_main(root: Path, state: TrainerState, model_sd: dict, ema_sd: dict,
-               optim_sd: dict, keep_latest: int) -> Path:
+               optim_sd: dict, keep_latest: int, ae_sd: Optional[dict] = None) -> Path:
     """Rank 0: write the shared files, mark complete, rename into place, purge old ones."""
     d = tmp_dir(root, state.step)
     d.mkdir(parents=True, exist_ok=True)
     save_file(_contiguous(model_sd), str(d / "model.safetensors"))
     save_file(_contiguous(ema_sd), str(d / "ema.safetensors"))
+    if ae_sd is not None:
+        save_file(_contiguous(ae_sd), str(d / "ae.safetensors"))
     tensors, groups = flatten_optimizer(optim_sd)
     save_file(tensors, str(d / "optimizer.safetensors"))
     (d / "optimizer.json").write_text(json.dumps({"param_groups": groups}))
@@ -160,6 +164,7 @@ class Loaded:
     ema: dict
     optimizer: dict
     rng: Optional[dict]
+    ae: Optional[dict] = None
 
 
 def load(folder: Path, rank: int = 0) -> Loaded:
@@ -176,7 +181,8 @@ def load(folder: Path, rank: int = 0) -> Loaded:
         raise CheckpointError(f"{folder}: unreadable checkpoint ({e})") from e
     rng_file = folder / f"rng-rank{rank}.safetensors"
     rng = load_file(str(rng_file)) if rng_file.exists() else None
+    ae = load_file(str(folder / "ae.safetensors")) if (folder / "ae.safetensors").exists() else None
     v, internal, gauss = meta["python_rng"]
     random.setstate((v, tuple(internal), gauss))
     state = TrainerState(meta["step"], meta["data_position"], meta.get("world_size", 1))
-    return Loaded(state, model, ema, optim, rng)
+    return Loaded(state, model, ema, optim, rng, ae)

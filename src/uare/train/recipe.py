@@ -103,6 +103,8 @@ def _coerce(value: Any, tp, where: str):
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
+        return "on" if value else "off"
     if tp in (int, str, bool):
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value

@@ -122,7 +122,9 @@ class Trainer:
         self.env.barrier()
         if self.env.main:
             state = ckpt.TrainerState(self.step, self.step * self.r.data.samples_per_step, self.env.world)
-            ckpt.write_main(self.ckpt_dir, state, msd, ema, osd, self.r.checkpoint.keep_latest)
+            ae = getattr(self.model, "autoencoder", None)
+            ckpt.write_main(self.ckpt_dir, state, msd, ema, osd, self.r.checkpoint.keep_latest,
+                            ae.state_dict() if ae is not None else None)
         self.env.barrier()
 
     def resume(self) -> bool:
@@ -143,6 +145,8 @@ class Trainer:
                        options=StateDictOptions(full_state_dict=True))
         for n, p in self.params.items():
             self.ema[n] = like(p.detach(), got.ema[n])
+        if got.ae is not None and getattr(self.model, "autoencoder", None) is not None:
+            self.model.autoencoder.load_state_dict(got.ae)
         if got.rng is not None:
             ckpt.set_rng_state(got.rng)
         self.step = got.state.step
