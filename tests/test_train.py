@@ -114,3 +114,39 @@ def test_activation_checkpointing_changes_nothing_but_memory(tmp_path, manifests
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
     saved = ckpt.load(ckpt.latest(ac.ckpt_dir)).model
     assert set(saved) == set(ckpt.load(ckpt.latest(plain.ckpt_dir)).model)  # no wrapper prefixes
+
+
+def test_a_run_killed_mid_flight_resumes_to_the_unbroken_loss(tmp_path, manifests):
+    """SIGKILL a real training process once a checkpoint exists, restart it, and compare the
+    next step with an unbroken run in this process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    worker = Path(__file__).parent / "dist_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    cmd = [sys.executable, str(worker), str(manifests), str(tmp_path / "k"), "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpts = tmp_path / "k" / "run2" / "checkpoints"
+    deadline = time.time() + 300
+    while not ckpt.complete_steps(ckpts) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = ckpt.latest(ckpts)
+    assert done is not None, proc.stderr.read().decode()[-2000:]
+    k = ckpt.complete_steps(ckpts)[-1][0]
+    if k == 4:
+        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    rows = json.loads((tmp_path / "k" / "result.json").read_text())["rows"]
+    assert rows[0]["step"] == k + 1
+    unbroken = trainer_for(tmp_path / "u", manifests, 2, ["train.steps=4", "data.samples_per_step=2"]).train()
+    for r in rows:
+        assert r["loss"] == pytest.approx(unbroken[r["step"] - 1]["loss"], rel=1e-5, abs=1e-6)
