@@ -76,3 +76,28 @@ def test_no_reference_folder_and_usage_errors(tmp_path, astronaut, capsys):
     assert main(["metrics", "--pred", str(tmp_path), "--metrics", "psnr"]) == 2
     assert main(["metrics", "--pred", str(tmp_path), "--metrics", "nope"]) == 2
     assert main(["metrics", "--pred", str(tmp_path / "missing")]) == 2
+
+
+def test_an_interrupted_run_resumes_from_its_journal(folders, tmp_path, monkeypatch):
+    import uare.commands.metrics as cmd
+
+    pred, ref = folders
+    out = tmp_path / "r.csv"
+    argv = ["metrics", "--pred", str(pred), "--ref", str(ref), "--metrics", "psnr", "--csv", str(out)]
+    real, calls = cmd.score_pair, []
+
+    def dies_on_the_third(metrics_, p, r, crop):
+        calls.append(p.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(metrics_, p, r, crop)
+
+    monkeypatch.setattr(cmd, "score_pair", dies_on_the_third)
+    assert main(argv) == 130
+    assert not out.exists() and (tmp_path / "r.csv.partial.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(cmd, "score_pair", lambda *a: (calls.append(a[1].name), real(*a))[1])
+    assert main(argv) == 1
+    assert "a.png" not in calls and "b.png" not in calls  # done before the interruption
+    assert set(_read(out)) == set("abcdefg")
+    assert not (tmp_path / "r.csv.partial.jsonl").exists()

@@ -120,23 +120,52 @@ def summarise(rows: list[dict], metrics: list) -> dict:
     return {m.name: (math.fsum(r[m.name] for r in ok) / len(ok) if ok else math.nan) for m in metrics}
 
 
+def _journal(args, metrics: list) -> tuple[Path | None, dict, dict]:
+    """With --csv, finished rows are appended to FILE.partial.jsonl as they come, so a
+    killed run resumes where it stopped. Returns (journal path, settings, rows done
+    earlier with the same settings, keyed by (pred, ref))."""
+    if not args.csv:
+        return None, {}, {}
+    from ..imageio import read_jsonl
+
+    settings = {"metrics": [m.name for m in metrics], "y_channel": args.y_channel,
+                "crop_border": args.crop_border, "convention": args.convention}
+    path = Path(f"{args.csv}.partial.jsonl")
+    done = {(r["row"]["pred"], r["row"]["ref"]): r["row"] for r in read_jsonl(path)
+            if r.get("settings") == settings and not r["row"].get("error")}
+    if done:
+        info(f"resuming: {len(done)} image(s) already scored in {path}")
+    return path, settings, done
+
+
 def run(args) -> int:
+    from ..imageio import append_jsonl
+
     pairs, missing = make_pairs(args.pred, args.ref)
     metrics = build_metrics(args, have_ref=args.ref is not None)
     if args.crop_border < 0:
         raise UsageError("--crop-border must be >= 0")
+    journal, settings, done = _journal(args, metrics)
     rows = [{"name": Path(m).stem, "pred": m, "ref": "",
              "error": f"{m}: no reference named {Path(m).stem}.* in {args.ref}"} for m in missing]
     for pred, ref in progress(pairs, "metrics", total=len(pairs)):
         row = {"name": pred.stem, "pred": str(pred), "ref": "" if ref is None else str(ref)}
-        try:
-            row.update(score_pair(metrics, pred, ref, args.crop_border))
-        except (ValueError, OSError) as e:
-            row["error"] = str(e)
+        if (row["pred"], row["ref"]) in done:
+            row = done[(row["pred"], row["ref"])]
+        else:
+            try:
+                row.update(score_pair(metrics, pred, ref, args.crop_border))
+            except (ValueError, OSError) as e:
+                row["error"] = str(e)
+            if journal is not None:
+                append_jsonl(journal, {"settings": settings, "row": row})
         rows.append(row)
         if args.json:
             emit_json(row)
-    return report(args, rows, metrics)
+    code = report(args, rows, metrics)
+    if journal is not None:
+        journal.unlink(missing_ok=True)  # the CSV is complete now
+    return code
 
 
 def report(args, rows: list[dict], metrics: list) -> int:
