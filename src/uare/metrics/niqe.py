@@ -33,13 +33,35 @@ def pristine_params() -> tuple[np.ndarray, np.ndarray]:
         return d["mu_pris_param"].reshape(-1), d["cov_pris_param"]
 
 
+def shifted_products(blocks: np.ndarray) -> np.ndarray:
+    """(n, b, b) -> (n, 4, b, b): each block times itself circularly shifted (within the
+    block) by SHIFTS, i.e. blocks * np.roll(blocks, shift, axis=(1, 2)), written straight
+    into one array without the rolled copies."""
+    out = np.empty((len(blocks), len(SHIFTS)) + blocks.shape[1:])
+    for k, (dy, dx) in enumerate(SHIFTS):
+        rolled = out[:, k]
+        # rolled[i, j] = blocks[i - dy, j - dx] (indices modulo b): copy in at most 4 pieces
+        for ys, yd in _wrap(dy, blocks.shape[1]):
+            for xs, xd in _wrap(dx, blocks.shape[2]):
+                rolled[:, yd, xd] = blocks[:, ys, xs]
+        rolled *= blocks
+    return out
+
+
+def _wrap(shift: int, size: int) -> list[tuple[slice, slice]]:
+    """(source, destination) slice pairs of a circular shift by `shift` along one axis."""
+    shift %= size
+    if shift == 0:
+        return [(slice(None), slice(None))]
+    return [(slice(0, size - shift), slice(shift, size)), (slice(size - shift, size), slice(0, shift))]
+
+
 def block_features(blocks: np.ndarray) -> np.ndarray:
     """(n, b, b) MSCN blocks -> (n, 18) NIQE features of one scale."""
     n = len(blocks)
     alpha, bl, br = aggd_fit(blocks.reshape(n, -1))
     feats = [alpha, (bl + br) / 2]
-    products = np.stack([blocks * np.roll(blocks, s, axis=(1, 2)) for s in SHIFTS], axis=1)
-    a, l, r = aggd_fit(products.reshape(n * len(SHIFTS), -1))
+    a, l, r = aggd_fit(shifted_products(blocks).reshape(n * len(SHIFTS), -1))
     with np.errstate(invalid="ignore"):
         eta = (r - l) * gamma(2 / a) / gamma(1 / a)
     per_shift = np.stack([a, eta, l, r], axis=1).reshape(n, len(SHIFTS) * 4)

@@ -54,17 +54,18 @@ def aggd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     negative or no positive sample gives NaN, as the MATLAB code does.
     """
     x = np.asarray(x, dtype=np.float64)
-    sq = x * x
+    # Four passes over the data: |x|, x^2 and the negative part, with no boolean masks.
+    sq_all = np.einsum("ij,ij->i", x, x)
+    abs_mean = np.abs(x).mean(1)
     neg = np.minimum(x, 0.0)
-    n_neg = np.count_nonzero(x < 0, axis=1)
-    n_pos = np.count_nonzero(x > 0, axis=1)
     sq_neg = np.einsum("ij,ij->i", neg, neg)
-    sq_all = sq.sum(1)
+    n_neg = np.count_nonzero(neg, axis=1)
+    n_pos = np.count_nonzero(x, axis=1) - n_neg
     with np.errstate(invalid="ignore", divide="ignore"):
         left = np.sqrt(sq_neg / n_neg)
         right = np.sqrt((sq_all - sq_neg) / n_pos)
         ghat = left / right
-        rhat = np.abs(x).mean(1) ** 2 / (sq_all / x.shape[1])
+        rhat = abs_mean ** 2 / (sq_all / x.shape[1])
         rnorm = rhat * (ghat ** 3 + 1) * (ghat + 1) / (ghat ** 2 + 1) ** 2
         alpha = _nearest_on_grid(rnorm)
         ratio = np.sqrt(gamma(1 / alpha) / gamma(3 / alpha))

@@ -24,8 +24,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
-    """(out_len, in_len) float64 matrix W with out = W @ in along one axis, as MATLAB."""
+def resize_taps(in_len: int, out_len: int, scale: float, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's contributions along one axis: (indices, weights), each (out_len, taps);
+    output sample i = sum_k weights[i, k] * input[indices[i, k]] (0-based, mirrored)."""
     width = 4.0
     shrink_aa = scale < 1 and antialias
     if shrink_aa:
@@ -40,10 +41,24 @@ def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = Tru
     w /= w.sum(axis=1, keepdims=True)
     # Mirror out-of-range taps back inside: MATLAB indexes aux = [1..n, n..1] cyclically.
     m = np.mod(idx - 1, 2 * in_len).astype(np.int64)
-    m = np.where(m >= in_len, 2 * in_len - 1 - m, m)
+    return np.where(m >= in_len, 2 * in_len - 1 - m, m), w
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
+    """The same contributions as a dense (out_len, in_len) matrix W: out = W @ in."""
+    idx, w = resize_taps(in_len, out_len, scale, antialias)
     mat = np.zeros((out_len, in_len))
-    np.add.at(mat, (np.repeat(np.arange(out_len), taps), m.ravel()), w.ravel())
+    np.add.at(mat, (np.repeat(np.arange(out_len), idx.shape[1]), idx.ravel()), w.ravel())
     return mat
+
+
+def _resize_axis(img: np.ndarray, axis: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
+    """Gather the ~10 taps per output sample and weight them: O(taps) per sample, where a
+    dense matrix product would cost O(input length)."""
+    idx, w = resize_taps(img.shape[axis], out_len, scale, antialias)
+    img = np.moveaxis(img, axis, -1)
+    out = np.einsum("...ot,ot->...o", img[..., idx], w)
+    return np.moveaxis(out, -1, axis)
 
 
 def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarray:
@@ -55,9 +70,9 @@ def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarra
         raise ValueError(f"scale must be positive, got {scale}")
     h, w = img.shape[-2:]
     out_h, out_w = int(math.ceil(h * scale)), int(math.ceil(w * scale))
-    wh = resize_matrix(h, out_h, float(scale), antialias)
-    ww = resize_matrix(w, out_w, float(scale), antialias)
-    return wh @ np.asarray(img, dtype=np.float64) @ ww.T
+    img = np.asarray(img, dtype=np.float64)
+    img = _resize_axis(img, img.ndim - 2, out_h, float(scale), antialias)
+    return _resize_axis(img, img.ndim - 1, out_w, float(scale), antialias)
 
 
 @lru_cache(maxsize=64)
