@@ -41,7 +41,7 @@ def tokens_per_s(manifests: Path, max_tokens: int, steps: int, out: Path) -> flo
     r = load_recipe(str(ROOT / "recipes" / "tiny" / "stage1-single.yaml"), [
         f"data.manifests={{single: {manifests / 'manifest-single.jsonl'}}}",
         f"data.max_tokens_per_pack={max_tokens}", f"train.steps={steps + 1}",
-        f"train.out_dir={out}", "checkpoint.every=100000"])
+        f"train.out_dir={out}", "checkpoint.every=100000", "model.init="])
     t = make_trainer(r, env=DistEnv(), progress=False)
     t.train_step()  # warm-up: first-call allocations and thread pools
     tok, sec = 0, 0.0

@@ -164,7 +164,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise RecipeError(f"--set {text!r}: expected key=value, e.g. train.steps=100")
     key, _, value = text.partition("=")
-    return key.strip().split("."), yaml.safe_load(value)
+    # `key=` means the empty string (YAML would read it as null)
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
 
 
 def find_recipe(name: str, search: Optional[Path] = None) -> Path:
