@@ -32,8 +32,8 @@ class Pack:
     tokens: int
 
 
-def _generator(seed: int, n: int, what: str) -> torch.Generator:
-    g = torch.Generator()
+def _generator(seed: int, n: int, what: str, device="cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
     g.manual_seed(random.Random(f"{seed}:{what}:{n}").getrandbits(63))
     return g
 
@@ -66,14 +66,14 @@ class Objective:
 
     def _encode(self, pix: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         ae = self.model.autoencoder
-        dev = next(ae.parameters()).device
         with torch.no_grad():
-            return ae.encode(pix[None].to(dev), sample=True, generator=g if dev.type == "cpu" else None)[0].cpu()
+            return ae.encode(pix[None].to(g.device), sample=True, generator=g)[0].cpu()
 
     def _items(self, n: int, sample: RawSample) -> list:
         rng = random.Random(f"{self.seed}:cfg:{n}")
         dropped = dropout_mask(sample.items, self.dropout, rng)
-        g = _generator(self.seed, n, "vae")
+        # the posterior sample is drawn where the autoencoder lives, from sample n's own seed
+        g = _generator(self.seed, n, "vae", next(self.model.autoencoder.parameters()).device)
         return to_items(sample, self.tok.encode, lambda p: self._encode(p, g), dropped)
 
     def packs(self, step: int) -> list[Pack]:
