@@ -55,7 +55,7 @@ def write_recipe(tmp: Path, manifests: Path, stage: int, **train) -> Path:
         "data": {"manifests": {k: str(manifests / f"manifest-{k}.jsonl") for k in kinds},
                  "ratios": ratios, "crop": 32, "res_min_short": 16, "res_max_long": 32,
                  "iqa_min_short": 16, "iqa_max_long": 32, "samples_per_step": 4,
-                 "max_tokens_per_pack": 1},
+                 "max_tokens_per_pack": 1, "prefetch": True},
         "optim": {"lr": 3e-3, "warmup_steps": 1},
         "train": {"stage": stage, "steps": 6, "trainable": "restoration" if stage == 1 else "all",
                   "ema_decay": 0.9, "out_dir": str(tmp / f"run{stage}"), **train},

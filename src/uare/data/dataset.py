@@ -63,6 +63,9 @@ class DataConfig:
     cfg_vae_drop: float = 0.1
     samples_per_step: int = 8    # global batch in samples
     max_tokens_per_pack: int = 11520
+    # build step s+1's packs in a thread while step s computes: on for GPUs (paper
+    # recipes); off by default, as on 2 CPU cores the thread only competes for the cores
+    prefetch: bool = False
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:

@@ -94,6 +94,8 @@ class Trainer:
                                      eps=o.eps, weight_decay=o.weight_decay)
         self.ema = {n: p.detach().clone() for n, p in self.params.items()}
         self.step = 0
+        self._pool = None
+        self._ahead: dict = {}
 
     # ---- state -------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -153,9 +155,30 @@ class Trainer:
         return True
 
     # ---- one step ----------------------------------------------------------------
+    def _packs(self, step: int) -> list:
+        """This rank's packs for a step; with data.prefetch the next step's are started in
+        a thread now (packs are a pure function of the step, so order cannot matter)."""
+        if not self.r.data.prefetch:
+            return self.obj.packs(step)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="uare-data")
+        fut = self._ahead.pop(step, None)
+        if step + 1 < self.r.train.steps:
+            self._ahead[step + 1] = self._pool.submit(self.obj.packs, step + 1)
+        return fut.result() if fut is not None else self.obj.packs(step)
+
+    def _stop_prefetch(self) -> None:
+        if self._pool is not None:
+            for f in self._ahead.values():
+                f.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool, self._ahead = None, {}
+
     def train_step(self) -> dict:
         t0 = time.perf_counter()
-        packs = self.obj.packs(self.step)
+        packs = self._packs(self.step)
         counts = self.env.all_reduce(self.obj.counts(packs))
         # FSDP needs the same number of forward passes on every rank: pad with zero-weight repeats
         n = int(self.env.all_reduce(torch.tensor([float(len(packs))]), op="max")[0])
@@ -230,6 +253,7 @@ class Trainer:
             if self.step == self.r.train.steps and rows:
                 self.export(self.out / "final")
         finally:
+            self._stop_prefetch()
             if bar:
                 bar.close()
             if log:
