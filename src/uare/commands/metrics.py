@@ -26,9 +26,11 @@ Y_OPTION = ("psnr", "ssim", "ms_ssim")
 def add_arguments(parser) -> None:
     parser.add_argument("--pred", required=True, metavar="PATH", help="image file or folder to score")
     parser.add_argument("--ref", metavar="PATH", help="reference file or folder (pairs by file name)")
+    from ..metrics.registry import SPECS
+
     parser.add_argument("--metrics", metavar="LIST",
-                        help="comma-separated names (default: psnr,ssim with --ref, niqe without); "
-                             "see `python -c 'from uare.metrics import list_metrics; print(list_metrics())'`")
+                        help=f"comma-separated, from {', '.join(SPECS)} (default: psnr,ssim,niqe with "
+                             "--ref, niqe without); lpips/lpips-vgg/dists need their weight files")
     parser.add_argument("--y-channel", action=argparse.BooleanOptionalAction, default=True,
                         help="PSNR/SSIM on the BT.601 Y channel (default) or, with --no-y-channel, on RGB")
     parser.add_argument("--crop-border", type=int, default=0, metavar="N",
