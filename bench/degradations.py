@@ -44,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunks", default="", help="also time these full-resolution chunk sizes, e.g. 2,4,16")
     ap.add_argument("--profile", action="store_true", help="print the top functions by time")
     args = ap.parse_args()
     gt = gt_batch(args.batch)
@@ -59,6 +60,9 @@ def main() -> None:
     with torch.no_grad():
         single = images_per_second(one_by_one, args.batch, args.repeats)
         batch = images_per_second(batched, args.batch, args.repeats)
+        others = {int(c): images_per_second(lambda c=int(c): realesrgan_batch(gt, seeds, chunk=c),
+                                            args.batch, args.repeats)
+                  for c in args.chunks.split(",") if c.strip()}
         if args.profile:
             import cProfile
             import pstats
@@ -68,6 +72,8 @@ def main() -> None:
     print(f"one by one: {single:7.1f} images/s")
     print(f"batched:    {batch:7.1f} images/s")
     print(f"batched / one by one: {batch / single:.2f}x")
+    for c, v in others.items():
+        print(f"batched, chunk {c:3d}: {v:7.1f} images/s ({v / single:.2f}x one by one)")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,21 @@ def test_plan_matches_degrade_without_making_pixels(photo):
     for preset in ("multi:lowlight+blur+noise", "realesrgan", "single:rain:0.4"):
         _, rec = degrade(photo, preset, seed=9)
         assert plan(preset, seed=9, size=(160, 160)) == rec
+
+
+def test_noise_ops_have_the_configured_statistics():
+    import torch
+
+    from uare.degradations.noise import gaussian_noise, poisson_noise
+    from uare.degradations.ops import torch_generator
+
+    x = torch.linspace(0, 1, 256).repeat(3, 256, 1)[None]  # every 8-bit level, 3 channels
+    n = gaussian_noise(x, 10.0, False, torch_generator(0))
+    assert abs(float(n.std()) * 255 - 10.0) < 0.2 and abs(float(n.mean())) < 1e-3
+    grey = gaussian_noise(x, 10.0, True, torch_generator(0))
+    assert torch.equal(grey[:, 0], grey[:, 2])
+    p = poisson_noise(x, 1.0, False, torch_generator(1))
+    assert abs(float(p.mean())) < 2e-3  # shot noise is unbiased
+    # Variance of Poisson(λ)/256 is λ/256² = level/256: brighter pixels are noisier.
+    dark, bright = p[..., :64].var().item(), p[..., -64:].var().item()
+    assert 0.1 / 256 < dark < 0.15 / 256 and 0.85 / 256 < bright < 1.0 / 256

@@ -38,7 +38,11 @@ def poisson_noise(x: torch.Tensor, scale: float, grey: bool, gen: torch.Generato
     src = to_grey(x) if grey else x
     q = torch.clamp(torch.round(src * 255.0), 0, 255) / 255.0
     vals = _poisson_levels(q)
-    counts = torch.poisson((q * vals).cpu(), generator=gen)
+    # numpy's Poisson sampler is about twice as fast as torch's on the CPU (measured);
+    # its seed comes from `gen`, so the stream stays one deterministic sequence.
+    rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
+    lam = (q * vals).cpu().numpy().astype(np.float64)
+    counts = torch.from_numpy(rng.poisson(lam).astype(np.float32))
     noise = (counts / vals - q.cpu()) * scale
     return noise.expand(1, c, h, w).to(x.device)
 

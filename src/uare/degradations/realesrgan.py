@@ -166,12 +166,14 @@ def sample_realesrgan(seed: int, size: tuple[int, int] = (400, 400),
 
 def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
                      cfg: RealESRGANConfig = DEFAULT_CONFIG,
-                     records: Optional[Sequence[dict]] = None):
+                     records: Optional[Sequence[dict]] = None, chunk: int = 8):
     """Degrade a batch of GT images, each with its own seed.
 
     gt: (B, 3, H, W) float in [0, 1]. Returns (lq (B, 3, H/4, W/4) quantised to 8 bits,
     gt_usm (B, 3, H, W): the sharpened GT that Real-ESRGAN trains against, records).
     Sample i is the same whatever batch it is in, and equals degrade(..., seed=seeds[i]).
+    chunk: samples filtered together at full resolution; whole batches of 400x400 FFTs
+    fall out of the CPU caches and run slower than small groups (bench/degradations.py).
     """
     if gt.ndim != 4 or gt.shape[1] != 3:
         raise ValueError(f"realesrgan_batch: expected (B, 3, H, W), got {tuple(gt.shape)}")
@@ -181,12 +183,14 @@ def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
     if records is None:
         records = [sample_realesrgan(s, (h, w), cfg) for s in seeds]
     usm = records[0]["steps"][0]["params"]
-    gt_usm = usm_sharpen(gt.float(), usm["weight"], usm["threshold"], usm["radius"])
-    kernels = [kernel_from_params(r["steps"][1]["op"], r["steps"][1]["params"]).to(gt.device)
-               for r in records]
-    x = filter2d_each(gt_usm, kernels)
-    outs = []
-    for i, (rec, seed) in enumerate(zip(records, seeds)):
-        gen = torch_generator(seed_streams(seed)[1])
-        outs.append(quantize(apply_steps(x[i:i + 1], rec["steps"][2:], gen)))
+    gt_usm, outs = torch.empty_like(gt, dtype=torch.float32), []
+    for start in range(0, gt.shape[0], max(1, chunk)):
+        part = slice(start, start + max(1, chunk))
+        gt_usm[part] = usm_sharpen(gt[part].float(), usm["weight"], usm["threshold"], usm["radius"])
+        kernels = [kernel_from_params(r["steps"][1]["op"], r["steps"][1]["params"]).to(gt.device)
+                   for r in records[part]]
+        x = filter2d_each(gt_usm[part], kernels)
+        for i, (rec, seed) in enumerate(zip(records[part], seeds[part])):
+            gen = torch_generator(seed_streams(seed)[1])
+            outs.append(quantize(apply_steps(x[i:i + 1], rec["steps"][2:], gen)))
     return torch.cat(outs), gt_usm, list(records)
