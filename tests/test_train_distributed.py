@@ -54,5 +54,12 @@ def test_two_gloo_processes_match_one_process(tmp_path, small_photo, steps, stop
         assert b["tokens"] == a["tokens"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
-    for k, v in one["norms"].items():
-        assert two["norms"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    # The ViT key bias adds q.b, the same for every key of a query, so softmax cancels it and
+    # its true gradient is 0; what it gets is rounding noise, which AdamW turns into +-lr
+    # steps that differ with the reduction order. Every other parameter must agree.
+    def zero_gradient(k: str) -> bool:
+        return k.startswith("vit.") and k.endswith("self_attn.k_proj.bias")
+
+    off = [k for k, v in one["norms"].items()
+           if not zero_gradient(k) and two["norms"][k] != pytest.approx(v, rel=1e-4, abs=1e-6)]
+    assert not off, off
