@@ -166,14 +166,16 @@ def sample_realesrgan(seed: int, size: tuple[int, int] = (400, 400),
 
 def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
                      cfg: RealESRGANConfig = DEFAULT_CONFIG,
-                     records: Optional[Sequence[dict]] = None, chunk: int = 8):
+                     records: Optional[Sequence[dict]] = None, chunk: Optional[int] = None):
     """Degrade a batch of GT images, each with its own seed.
 
     gt: (B, 3, H, W) float in [0, 1]. Returns (lq (B, 3, H/4, W/4) quantised to 8 bits,
     gt_usm (B, 3, H, W): the sharpened GT that Real-ESRGAN trains against, records).
     Sample i is the same whatever batch it is in, and equals degrade(..., seed=seeds[i]).
-    chunk: samples filtered together at full resolution; whole batches of 400x400 FFTs
-    fall out of the CPU caches and run slower than small groups (bench/degradations.py).
+    chunk: samples sharpened and blurred together at full resolution. Default: the whole
+    batch on a GPU; one at a time on the CPU, where a batch of 400x400 images falls out of
+    the caches and each image costs more than alone (measured: bench/degradations.py
+    --chunks). The per-sample kernels, noise and codec parameters are the same either way.
     """
     if gt.ndim != 4 or gt.shape[1] != 3:
         raise ValueError(f"realesrgan_batch: expected (B, 3, H, W), got {tuple(gt.shape)}")
@@ -182,6 +184,8 @@ def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
     h, w = gt.shape[-2:]
     if records is None:
         records = [sample_realesrgan(s, (h, w), cfg) for s in seeds]
+    if chunk is None:
+        chunk = 1 if gt.device.type == "cpu" else gt.shape[0]
     usm = records[0]["steps"][0]["params"]
     gt_usm, outs = torch.empty_like(gt, dtype=torch.float32), []
     for start in range(0, gt.shape[0], max(1, chunk)):
