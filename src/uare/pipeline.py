@@ -13,6 +13,7 @@ lays out the contexts of each flow and hands them to the pure loops of `uare.sam
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional
@@ -75,13 +76,16 @@ class Restoration:
 @dataclass
 class InferenceConfig:
     """Sampling defaults; a model folder may override any of them in `inference.json`."""
-    steps: int = 50
+    steps: int = 24                          # Bagel generate_image default; the edit default is 50
     shift: Optional[float] = None           # None: the model's timestep_shift
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     answer: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256))
     analysis: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=512))
     tile_overlap: Optional[int] = None      # None: an eighth of the tile
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
+    # CPU threads while decoding text: one-token steps are so small that thread hand-offs
+    # cost more than they save (20x slower with 2 threads on a busy 2-core machine)
+    decode_threads: Optional[int] = 1
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceConfig":
@@ -246,14 +250,16 @@ class UARE:
 
     def _instruction(self, img: Image.Image, task: str, prompt: Optional[str],
                      analyze: bool) -> tuple[str, str]:
-        """(instruction, resolved task). auto asks the model's own assessment."""
+        """(instruction, resolved task). auto asks the model's own assessment; it keeps
+        the size, so a "low resolution" finding does not turn it into x4 sr."""
         if prompt:
             return prompt, task
         if analyze:
             return ANALYZE_INSTRUCTION, task
         if task != "auto":
             return instruction_for(task), task
-        types = [t for t in mentioned_types(self.assess(img).text) if t in TASK_OF_TYPE]
+        found = mentioned_types(self.assess(img).text)
+        types = [t for t in found if t in TASK_OF_TYPE and t != "downsample"]
         if not types:
             return HIGH_ORDER_INSTRUCTION, "mixed"
         return instruction_for("auto", types), task_for_types(types)
@@ -321,16 +327,37 @@ class UARE:
         seen = []
 
         def step(t: int) -> torch.Tensor:
-            logits = self.model.decode_step(ctx, t)
+            logits = self._in_vocab(self.model.decode_step(ctx, t))
             ids.append(t)
             if watch and not seen and self.tok.decode(ids[-32:]).endswith(watch):
                 seen.append((ctx.fork(), logits))
             return logits
 
-        first = self.model.decode_step(ctx, self.tok.bos_id)
-        out = generate_tokens(step, first, self.tok.eos_id, cfg)
+        with self._decode_threads():
+            first = self._in_vocab(self.model.decode_step(ctx, self.tok.bos_id))
+            out = generate_tokens(step, first, self.tok.eos_id, cfg)
         text = self.tok.decode(out).strip()
         return (text, seen[0] if seen else None) if watch else text
+
+    @contextmanager
+    def _decode_threads(self):
+        n, before = self.config.decode_threads, torch.get_num_threads()
+        if self.device.type != "cpu" or not n or n == before:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _in_vocab(self, logits: torch.Tensor) -> torch.Tensor:
+        """Rule out ids past the tokenizer's vocabulary (padding rows of the embedding)."""
+        n = self.tok.vocab_size
+        if logits.shape[-1] > n:
+            logits = logits.clone()
+            logits[n:] = float("-inf")
+        return logits
 
     def _answer_and_read(self, ctx, prefix: str, words: list[list[int]]) -> tuple[str, torch.Tensor]:
         """Generate the answer; return it with log P(word | answer up to prefix, prefix)
@@ -340,15 +367,16 @@ class UARE:
         in a fork fed with the answer's head and the prefix, so it never depends on what
         the answer said after the prefix."""
         text, snap = self._generate(ctx.fork(), self.config.answer, watch=prefix)
-        if snap is not None:
-            probe, logits = snap
-        else:
-            head = text.split(prefix)[0].strip()
-            probe = ctx.fork()
-            logits = self.model.decode_step(probe, self.tok.bos_id)
-            for t in self.tok.encode(f"{head} {prefix}" if head else prefix):
-                logits = self.model.decode_step(probe, t)
-        return text, self._sequence_logprobs(probe, logits, words)
+        with self._decode_threads():
+            if snap is not None:
+                probe, logits = snap
+            else:
+                head = text.split(prefix)[0].strip()
+                probe = ctx.fork()
+                logits = self.model.decode_step(probe, self.tok.bos_id)
+                for t in self.tok.encode(f"{head} {prefix}" if head else prefix):
+                    logits = self.model.decode_step(probe, t)
+            return text, self._sequence_logprobs(probe, logits, words)
 
     def _sequence_logprobs(self, ctx, logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
         """log P(seq) for each token sequence, walking their shared prefixes once (a trie).

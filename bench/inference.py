@@ -1,0 +1,112 @@
+"""Seconds per image for assess, restore and analyze-then-restore on a model shape.
+
+Builds the shape with random weights (timing does not depend on training; random
+weights never emit the end token, so every answer runs to its token limit: the worst
+case), then times each flow once on the bundled 512x512 astronaut photo. The baseline,
+run in the same process, is one conditional velocity evaluation at that size (the unit
+the flow sampler repeats); every flow is printed in seconds and as a multiple of it.
+
+Usage: python bench/inference.py [--shape tiny] [--size 512] [--steps N] [--device cpu]
+Run it under `flock /tmp/uare-cpu.lock` on shared machines (a 512x512 restore at the
+default 50 steps takes minutes on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def build(shape: str, device: str, dtype):
+    """A UARE around a randomly initialised model of `shape` with a small BPE tokenizer."""
+    from uare.data.instructions import ANALYZE_INSTRUCTIONS, SIMPLE_TEMPLATES
+    from uare.data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS
+    from uare.model import build_model, get_config
+    from uare.pipeline import UARE
+    from uare.tokenizer import train_tokenizer
+
+    cfg = get_config(shape)
+    texts = list(ANALYZE_INSTRUCTIONS + SIMPLE_TEMPLATES + SCORE_QUESTIONS + COMPARE_QUESTIONS)
+    texts += ["Overall the quality is bad poor fair good excellent, score 3.25."]
+    tok = train_tokenizer(texts * 4, min(cfg.llm.vocab_size, 1024))
+    torch.manual_seed(0)
+    model = build_model(cfg, device=device, dtype=dtype, tokenizer=tok)
+    torch.nn.init.normal_(model.llm2vae.weight, std=0.02)  # zero at init; keep the math honest
+    return UARE(model)
+
+
+def velocity_baseline(u, image) -> float:
+    """Seconds of one conditional velocity call on a full restore context of `image`."""
+    from uare.pipeline import _Job, _to_float
+
+    x = torch.from_numpy(_to_float(image)).permute(2, 0, 1)
+    job = _Job("enhance this image with noise.", False, 2, 0, u.device)
+    with torch.inference_mode():
+        ctx = u._condition(x, job)["full"]
+        gh, gw = x.shape[-2] // u.grid, x.shape[-1] // u.grid
+        noise = torch.randn(gh * gw, u.cfg.latent_token_dim, device=u.device, dtype=u.dtype)
+        u.model.velocity(ctx, noise, 0.5, grid=(gh, gw))  # warm-up
+        _sync(u.device)
+        t0 = time.perf_counter()
+        u.model.velocity(ctx, noise, 0.5, grid=(gh, gw))
+        _sync(u.device)
+    return time.perf_counter() - t0
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="tiny")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=None, help="flow steps (default: the pipeline default)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated flows to leave out: assess,restore,analyze")
+    args = ap.parse_args(argv)
+    from PIL import Image
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.BICUBIC)
+    u = build(args.shape, args.device, torch.bfloat16 if args.bf16 else None)
+    steps = args.steps or u.config.steps
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"shape {args.shape}, {sum(p.numel() for p in u.model.parameters()) / 1e6:.1f} M parameters, "
+          f"{args.size}x{args.size}, {steps} steps, guidance {u.config.guidance}, "
+          f"{torch.get_num_threads()} threads, device {args.device}")
+    base = velocity_baseline(u, img)
+    print(f"baseline: one conditional velocity call {base:.2f} s")
+    rows = []
+    if "assess" not in skip:
+        a, s = timed(lambda: u.assess(img))
+        rows.append(("assess", s, f"score {a.score:.3f}, {len(u.tok.encode(a.text))} answer tokens"))
+    if "restore" not in skip:
+        r, s = timed(lambda: u.restore(img, task="denoise", steps=steps))
+        rows.append(("restore", s, f"output {r.image.size[0]}x{r.image.size[1]}"))
+    if "analyze" not in skip:
+        r, s = timed(lambda: u.restore(img, task="denoise", analyze=True, steps=steps))
+        rows.append(("analyze+restore", s, f"{len(u.tok.encode(r.text))} analysis tokens"))
+    for name, s, note in rows:
+        print(f"{name:16s} {s:8.1f} s/image   {s / base:7.1f} x baseline   ({note})")
+    if torch.device(args.device).type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
