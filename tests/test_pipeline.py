@@ -148,9 +148,11 @@ def test_large_images_are_restored_in_tiles_to_the_exact_size(uare, astronaut, m
     shapes = []
     real = uare._restore_tile
     monkeypatch.setattr(uare, "_restore_tile", lambda tile, job: shapes.append(tuple(tile.shape)) or real(tile, job))
-    r = uare.restore(_photo(astronaut, 70, 150), task="dehaze", steps=2)
+    ticks = []
+    r = uare.restore(_photo(astronaut, 70, 150), task="dehaze", steps=3, progress=lambda d, n: ticks.append((d, n)))
     assert r.image.size == (150, 70)
     assert len(shapes) > 1 and all(h <= 64 and w <= 64 and h % 4 == 0 and w % 4 == 0 for _, h, w in shapes)
+    assert ticks == [(k, 2 * len(shapes)) for k in range(1, 2 * len(shapes) + 1)]  # 2 steps a tile
 
 
 def test_analyze_returns_the_analysis_once_for_single_and_tiled_images(uare, astronaut, monkeypatch):

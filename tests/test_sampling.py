@@ -7,8 +7,7 @@ import torch
 
 from uare.sampling import (
     CfgBranch, GuidanceConfig, TextConfig, cfg_combine, euler_sample, flow_timesteps,
-    generate_tokens, guided_velocity, level_probabilities, level_score, next_token,
-    score_to_level, shift_timesteps,
+    generate_tokens, guided_velocity, level_probabilities, level_score, next_token, shift_timesteps,
 )
 
 
@@ -210,6 +209,3 @@ def test_level_score_is_continuous_in_the_logits():
     assert scores[0] == pytest.approx(3.0)
     assert max(b - a for a, b in zip(scores, scores[1:])) < 0.2  # small logit change, small score change
 
-
-def test_score_to_level_names_the_nearest_level():
-    assert [score_to_level(s) for s in (1.0, 1.6, 3.2, 4.49, 5.0)] == ["bad", "poor", "fair", "good", "excellent"]

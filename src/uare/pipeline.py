@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from .sampling import (
     LEVELS, GuidanceConfig, TextConfig, euler_sample, flow_timesteps, generate_tokens,
     guided_velocity, level_probabilities, level_score,
 )
-from .tiling import TileConfig, restore_any_size, round_up
+from .tiling import TileConfig, num_tiles, restore_any_size, round_up
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
@@ -216,12 +216,14 @@ class UARE:
 
     @torch.inference_mode()
     def restore(self, image: ImageLike, task: str = "auto", prompt: Optional[str] = None,
-                analyze: bool = False, steps: Optional[int] = None, seed: int = 0) -> Restoration:
+                analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
+                progress: Optional[Callable[[int, int], None]] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
         generate the 4-part analysis first and condition on it (returned as `text`).
         Images over the model's maximum side are restored in blended tiles.
+        progress(done, total) is told after every sampler step over all tiles.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -232,6 +234,9 @@ class UARE:
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task = self._instruction(img, task, prompt, analyze)
         job = _Job(instruction, analyze, steps, seed, self.device)
+        if progress is not None:
+            total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
+            job.on_step = lambda: progress(_tick(job), total)
         if analyze and max(x.shape[-2:]) > self.max_side:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
         out = restore_any_size(x, lambda tile: self._restore_tile(tile, job), self.tiles)
@@ -295,7 +300,8 @@ class UARE:
 
         shift = self.cfg.timestep_shift if self.config.shift is None else self.config.shift
         x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
-                         flow_timesteps(job.steps, shift))
+                         flow_timesteps(job.steps, shift),
+                         callback=(lambda i, n: job.on_step()) if job.on_step else None)
         from .model.patches import tokens_to_latents
 
         latent = tokens_to_latents(x.to(self.dtype), gh, gw, self.cfg.latent_patch_size)
@@ -414,10 +420,17 @@ class _Job:
     seed: int
     device: torch.device
     text: Optional[str] = None
+    on_step: Optional[Callable[[], None]] = None
+    steps_done: int = 0
     gen: torch.Generator = field(init=False)
 
     def __post_init__(self):
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+
+def _tick(job: _Job) -> int:
+    job.steps_done += 1
+    return job.steps_done
 
 
 def _to_float(img: Image.Image):

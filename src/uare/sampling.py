@@ -236,8 +236,3 @@ def level_score(logits: torch.Tensor, level_ids: Sequence[int]) -> float:
     p = level_probabilities(logits, level_ids)
     return float((p * torch.arange(1, len(level_ids) + 1, dtype=p.dtype)).sum())
 
-
-def score_to_level(score: float) -> str:
-    """The level word nearest a score in [1, 5]."""
-    idx = int(min(max(round(score), 1), len(LEVELS))) - 1
-    return LEVELS[idx]

@@ -2,7 +2,11 @@
 [--seed S]`: restored images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+
+from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
@@ -45,6 +49,25 @@ def output_paths(inputs: list[str], files: list[Path], out: str) -> dict[Path, P
     return mapping
 
 
+@contextmanager
+def step_bar(name: str):
+    """A sampler-step progress bar under the batch bar (a single image can take minutes)."""
+    bar = None
+
+    def tick(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=name, unit="step", file=sys.stderr, leave=False,
+                       dynamic_ncols=True, position=1)
+        bar.update(done - bar.n)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
@@ -62,8 +85,9 @@ def run(args) -> int:
     def one(path: Path) -> None:
         from ..imageio import save_image, write_text
 
-        r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
-                          steps=args.steps, seed=args.seed)
+        with step_bar(path.name) as tick:
+            r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
+                              steps=args.steps, seed=args.seed, progress=tick)
         out = save_image(r.image, targets[path], protect=files)
         text_path = None
         if r.text is not None:
