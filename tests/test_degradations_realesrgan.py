@@ -150,6 +150,8 @@ def test_batch_equals_one_by_one_and_shapes_are_x4(small_photo):
     seeds = [11, 12, 13]
     lq, gt_usm, recs = realesrgan_batch(gt, seeds)
     assert lq.shape == (3, 3, 32, 32) and gt_usm.shape == gt.shape
+    whole, whole_usm, _ = realesrgan_batch(gt, seeds, chunk=3)  # the GPU path: one grouped pass
+    assert (whole - lq).abs().max() <= 1 / 255 + 1e-6 and torch.allclose(whole_usm, gt_usm, atol=1e-5)
     assert torch.equal(lq, torch.round(lq * 255) / 255)  # quantised to 8 bits
     for i, seed in enumerate(seeds):
         single, rec = degrade(imgs[i], "realesrgan", seed=seed)

@@ -5,6 +5,7 @@ docs/design.md, and never loop over pixels in Python.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -152,14 +153,21 @@ def gaussian_1d(sigma: float, radius: int) -> torch.Tensor:
     return (g / g.sum()).float()
 
 
-def _band_matrix(g: torch.Tensor, block: int) -> torch.Tensor:
-    """(block + 2r, block) matrix whose column j holds the taps for output j of a block."""
+@functools.lru_cache(maxsize=32)
+def _band_matrix_cached(taps: tuple, block: int) -> torch.Tensor:
+    g = torch.tensor(taps, dtype=torch.float32)
     r = g.numel() // 2
-    m = torch.zeros(block + 2 * r, block, dtype=g.dtype)
+    m = torch.zeros(block + 2 * r, block)
     j = torch.arange(block)
-    for t in range(2 * r + 1):
-        m[j + t, j] = g[t]
+    t = torch.arange(2 * r + 1)
+    m[j[None, :] + t[:, None], j[None, :].expand(2 * r + 1, -1)] = g[:, None].expand(-1, block)
     return m
+
+
+def _band_matrix(g: torch.Tensor, block: int) -> torch.Tensor:
+    """(block + 2r, block) matrix whose column j holds the taps for output j of a block
+    (cached: the USM kernel is the same for every image)."""
+    return _band_matrix_cached(tuple(g.detach().cpu().tolist()), block)
 
 
 def _filter_rows(x: torch.Tensor, g: torch.Tensor, block: int = 64) -> torch.Tensor:
@@ -171,7 +179,7 @@ def _filter_rows(x: torch.Tensor, g: torch.Tensor, block: int = 64) -> torch.Ten
     nb = -(-n // block)
     xp = F.pad(pad_reflect(x, 0, r), (0, nb * block - n))
     windows = xp.unfold(-1, block + 2 * r, block).reshape(-1, block + 2 * r)
-    y = windows @ _band_matrix(g.to(x), block)
+    y = windows @ _band_matrix(g, block).to(x)
     return y.reshape(*x.shape[:-1], nb * block)[..., :n]
 
 
