@@ -86,6 +86,9 @@ class InferenceConfig:
     # CPU threads while decoding text: one-token steps are so small that thread hand-offs
     # cost more than they save (20x slower with 2 threads on a busy 2-core machine)
     decode_threads: Optional[int] = 1
+    # IQA image sides (paper Table A.1: short side >= 378, long side <= 980), as trained
+    iqa_min_short: int = 378
+    iqa_max_long: int = 980
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceConfig":
@@ -277,7 +280,7 @@ class UARE:
         pixels = (tile * 2 - 1).to(self.device, self.dtype)[None]
         latent = m.autoencoder.encode(pixels, sample=self.config.sample_posterior, generator=job.gen)[0]
         m.prefill_vae_image(ctx, latent)
-        self._prefill_vit(ctx, tile)
+        self._prefill_vit(ctx, tile, iqa=False)
         no_text, no_image = ctx.fork(), m.new_context()
         ids = self.tok.encode(job.instruction)
         m.prefill_text(ctx, ids)
@@ -315,11 +318,14 @@ class UARE:
 
     # ---- shared pieces --------------------------------------------------------------
 
-    def _prefill_vit(self, ctx, image) -> None:
-        """ViT block of an image (PIL or (3, H, W) in [0, 1]) resized for the ViT."""
+    def _prefill_vit(self, ctx, image, iqa: bool = True) -> None:
+        """ViT block of an image (PIL or (3, H, W) in [0, 1]), sized as in training: IQA
+        images to the configured (min short, max long) side; a restoration canvas as is
+        (only capped to the ViT's maximum). Sides are rounded to the patch."""
         x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
-        p = self.cfg.vit.patch_size
-        w, h = fit_size(x.shape[-1], x.shape[-2], self.vit_max, self.vit_max * 378 // 980, p)
+        p, c = self.cfg.vit.patch_size, self.config
+        lo, hi = (c.iqa_min_short, min(c.iqa_max_long, self.vit_max)) if iqa else (0, self.vit_max)
+        w, h = fit_size(x.shape[-1], x.shape[-2], hi, lo, p)
         pixels = resize(x.float(), w, h) * 2 - 1
         self.model.prefill_vit_image(ctx, pixels.to(self.device, self.dtype))
 
