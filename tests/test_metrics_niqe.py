@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,10 @@ def test_niqe_matches_basicsr_within_one_percent_when_its_sdist_is_present(coffe
     if root is None:
         pytest.skip("BasicSR 1.4.2 sdist not found (see bench/metrics.py for how to fetch it)")
     pytest.importorskip("cv2", reason="BasicSR's code imports OpenCV")
-    basicsr_niqe, _ = bench.load_basicsr(root)
-    theirs = basicsr_niqe.calculate_niqe(coffee[..., ::-1].copy(), crop_border=0)
+    try:
+        basicsr_niqe, _ = bench.load_basicsr(root)
+        theirs = basicsr_niqe.calculate_niqe(coffee[..., ::-1].copy(), crop_border=0)
+    finally:  # the stubs must not leak into other tests
+        for name in [m for m in sys.modules if m == "basicsr" or m.startswith("basicsr.")]:
+            del sys.modules[name]
     assert metrics.niqe(coffee) == pytest.approx(theirs, rel=0.01)
