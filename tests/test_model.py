@@ -171,3 +171,15 @@ def test_load_names_missing_and_misshaped_weights(tmp_path):
     with pytest.raises(CheckpointMismatchError) as e:
         UAREModel.from_pretrained(tmp_path)
     assert "llm.norm.gen.weight" in str(e.value) and "vae2llm.bias" in str(e.value)
+
+
+@pytest.mark.slow   # compiling flex_attention takes ~30 s here
+def test_flex_backend_gives_the_sdpa_outputs():
+    model = micro_model()
+    p = pack(model, [edit_sample(8), edit_sample(9)])
+    with torch.no_grad():   # flex_attention has no CPU backward (torch 2.13)
+        want = model(p)
+        model.cfg.attention = "flex"
+        got = model(p)
+    torch.testing.assert_close(got.velocity, want.velocity, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-4, rtol=1e-4)
