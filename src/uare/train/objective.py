@@ -10,7 +10,9 @@ N processes computes the same gradient as one process with the same global batch
 
 Flow matching (bagel-facts §4): t = sigmoid(tau), tau ~ N(0, 1), shifted by
 s t / (1 + (s - 1) t); x_t = (1 - t) x0 + t eps; target v = eps - x0; MSE is the mean over
-the 64 channels of a token, summed over tokens.
+the 64 channels of a token, summed over tokens. The noise is drawn here, per sample (not
+per pack as `losses.add_flow_noise` does), so that it does not depend on how samples
+were packed; the reduction is `losses.compute_losses`.
 """
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ import random
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..data.dataset import RawSample, SampleStream
 from ..data.packing import DropoutConfig, dropout_mask, item_tokens, pack, to_items
+from ..losses import compute_losses, shift_timesteps
 from ..sequence import PackedSequence, build_packed
 
 
@@ -36,10 +38,6 @@ def _generator(seed: int, n: int, what: str, device="cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(random.Random(f"{seed}:{what}:{n}").getrandbits(63))
     return g
-
-
-def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
-    return shift * t / (1.0 + (shift - 1.0) * t)
 
 
 class Objective:
@@ -129,10 +127,10 @@ class Objective:
         packed = p.packed.to(device)
         out = model(packed)
         n_ce, n_mse = float(global_counts[0]), float(global_counts[1])
-        zero = out.velocity.sum() * 0.0 + out.logits.sum() * 0.0
-        ce = F.cross_entropy(out.logits.float(), packed.ce_labels, reduction="sum") / n_ce if n_ce else zero
-        mse = ((out.velocity.float() - packed.flow_target.to(out.velocity.device)) ** 2).mean(-1).sum() / n_mse \
-            if n_mse else zero
-        total = (self.ce_w * ce + self.mse_w * mse) * self.world
+        # dividing by the global count / world and letting FSDP average over ranks gives
+        # every token of the global batch the same weight
+        res = compute_losses(out, packed, self.ce_w, self.mse_w, num_ce=n_ce / self.world or None,
+                             num_mse=n_mse / self.world or None)
         # per-rank shares of the global means: summed over ranks they give the means
-        return total, {"ce": float(ce.detach()), "mse": float(mse.detach())}
+        return res.total, {"ce": float(res.ce.detach()) / self.world,
+                           "mse": float(res.mse.detach()) / self.world}
