@@ -44,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", default="1,2", help="torch thread counts to time, e.g. 1,2")
     ap.add_argument("--chunks", default="", help="also time these full-resolution chunk sizes, e.g. 2,4,16")
     ap.add_argument("--profile", action="store_true", help="print the top functions by time")
     args = ap.parse_args()
@@ -57,6 +58,12 @@ def main() -> None:
     def batched():
         realesrgan_batch(gt, seeds)
 
+    for threads in [int(t) for t in args.threads.split(",") if t.strip()]:
+        torch.set_num_threads(threads)
+        report(threads, args, gt, seeds, one_by_one, batched)
+
+
+def report(threads, args, gt, seeds, one_by_one, batched) -> None:
     with torch.no_grad():
         single = images_per_second(one_by_one, args.batch, args.repeats)
         batch = images_per_second(batched, args.batch, args.repeats)
@@ -68,7 +75,7 @@ def main() -> None:
             import pstats
             cProfile.runctx("batched()", globals(), locals(), "/tmp/degwork/bench.prof")
             pstats.Stats("/tmp/degwork/bench.prof").sort_stats("tottime").print_stats(15)
-    print(f"realesrgan 400x400 -> 100x100, torch threads {torch.get_num_threads()}, batch {args.batch}")
+    print(f"realesrgan 400x400 -> 100x100, torch threads {threads}, batch {args.batch}")
     print(f"one by one: {single:7.1f} images/s")
     print(f"batched:    {batch:7.1f} images/s")
     print(f"batched / one by one: {batch / single:.2f}x")
