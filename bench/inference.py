@@ -42,10 +42,11 @@ def build(shape: str, device: str, dtype):
 
 
 def velocity_baseline(u, image) -> float:
-    """Seconds of one conditional velocity call on a full restore context of `image`."""
+    """Seconds of one conditional velocity call on a full restore context of `image`
+    (its top-left tile when it is larger than the model's maximum side)."""
     from uare.pipeline import _Job, _to_float
 
-    x = torch.from_numpy(_to_float(image)).permute(2, 0, 1)
+    x = torch.from_numpy(_to_float(image)).permute(2, 0, 1)[:, :u.max_side, :u.max_side]
     job = _Job("enhance this image with noise.", False, 2, 0, u.device)
     with torch.inference_mode():
         ctx = u._condition(x, job)["full"]
@@ -90,7 +91,10 @@ def main(argv=None) -> int:
           f"{args.size}x{args.size}, {steps} steps, guidance {u.config.guidance}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     base = velocity_baseline(u, img)
-    print(f"baseline: one conditional velocity call {base:.2f} s")
+    from uare.tiling import num_tiles
+
+    print(f"baseline: one conditional velocity call on a {min(args.size, u.max_side)} px canvas {base:.2f} s; "
+          f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s)")
     rows = []
     if "assess" not in skip:
         a, s = timed(lambda: u.assess(img))
