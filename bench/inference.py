@@ -89,24 +89,24 @@ def main(argv=None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     print(f"shape {args.shape}, {sum(p.numel() for p in u.model.parameters()) / 1e6:.1f} M parameters, "
           f"{args.size}x{args.size}, {steps} steps, guidance {u.config.guidance}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
+          f"{torch.get_num_threads()} threads, device {args.device}", flush=True)
     base = velocity_baseline(u, img)
     from uare.tiling import num_tiles
 
     print(f"baseline: one conditional velocity call on a {min(args.size, u.max_side)} px canvas {base:.2f} s; "
-          f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s)")
-    rows = []
+          f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s)", flush=True)
+    def report(name, seconds, note):
+        print(f"{name:16s} {seconds:8.1f} s/image   {seconds / base:7.1f} x baseline   ({note})", flush=True)
+
     if "assess" not in skip:
         a, s = timed(lambda: u.assess(img))
-        rows.append(("assess", s, f"score {a.score:.3f}, {len(u.tok.encode(a.text))} answer tokens"))
+        report("assess", s, f"score {a.score:.3f}, {len(u.tok.encode(a.text))} answer tokens")
     if "restore" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", steps=steps))
-        rows.append(("restore", s, f"output {r.image.size[0]}x{r.image.size[1]}"))
+        report("restore", s, f"output {r.image.size[0]}x{r.image.size[1]}")
     if "analyze" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", analyze=True, steps=steps))
-        rows.append(("analyze+restore", s, f"{len(u.tok.encode(r.text))} analysis tokens"))
-    for name, s, note in rows:
-        print(f"{name:16s} {s:8.1f} s/image   {s / base:7.1f} x baseline   ({note})")
+        report("analyze+restore", s, f"{len(u.tok.encode(r.text))} analysis tokens")
     if torch.device(args.device).type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     return 0
