@@ -95,6 +95,7 @@ def main(argv=None) -> int:
 
     print(f"baseline: one conditional velocity call on a {min(args.size, u.max_side)} px canvas {base:.2f} s; "
           f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s)", flush=True)
+
     def report(name, seconds, note):
         print(f"{name:16s} {seconds:8.1f} s/image   {seconds / base:7.1f} x baseline   ({note})", flush=True)
 
