@@ -183,3 +183,15 @@ def test_flex_backend_gives_the_sdpa_outputs():
         got = model(p)
     torch.testing.assert_close(got.velocity, want.velocity, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got.logits, want.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_freeze_und_trains_only_gen_tokens_path():
+    model = micro_model().train()
+    model.llm.freeze_und = True
+    p = losses.add_flow_noise(build_packed([edit_sample(10)], model.cfg, model.special_ids), 4.0,
+                              torch.Generator().manual_seed(0))
+    losses.compute_losses(model(p), p).total.backward()
+    und = model.llm.layers[0].experts["und"]
+    assert all(prm.grad is None or not prm.grad.any() for prm in und.parameters())
+    assert model.llm.layers[0].experts["gen"].q_proj.weight.grad.abs().sum() > 0
+    assert model.llm.lm_head.weight.grad.abs().sum() > 0

@@ -44,9 +44,11 @@ class Expert(nn.Module):
         k = self.k_norm(self.k_proj(x).view(-1, hkv, hd))
         return q, k, self.v_proj(x).view(-1, hkv, hd)
 
-    def finish(self, h: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
-        h = h + self.o_proj(attn_out.flatten(1))
-        return h + self.mlp(self.post_attention_layernorm(h))
+    def finish(self, h: torch.Tensor, attn_out: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        a = self.o_proj(attn_out.flatten(1))
+        h = h + (a.detach() if detach else a)
+        m = self.mlp(self.post_attention_layernorm(h))
+        return h + (m.detach() if detach else m)
 
 
 class MoTLayer(nn.Module):
@@ -55,15 +57,20 @@ class MoTLayer(nn.Module):
         self.experts = nn.ModuleDict({name: Expert(cfg) for name in EXPERTS})
 
     def forward(self, h: torch.Tensor, n_und: int, cos: torch.Tensor, sin: torch.Tensor,
-                attend: AttendFn, index: int) -> torch.Tensor:
+                attend: AttendFn, index: int, freeze_und: bool = False) -> torch.Tensor:
         """h (L, D) with the n_und und tokens first; cos/sin (L, 1, d) in the same order."""
         parts = _split(h, n_und)
-        qkv = [self.experts[name].qkv(x) for name, x in parts]
+        qkv = [_maybe_detach(self.experts[name].qkv(x), name, freeze_und) for name, x in parts]
         q, k, v = (torch.cat([t[i] for t in qkv]) if len(qkv) > 1 else qkv[0][i] for i in range(3))
         out = attend(index, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v)
         outs = _split(out, n_und)
-        done = [self.experts[name].finish(x, o) for (name, x), (_, o) in zip(parts, outs)]
+        done = [self.experts[name].finish(x, o, freeze_und and name == "und")
+                for (name, x), (_, o) in zip(parts, outs)]
         return torch.cat(done) if len(done) > 1 else done[0]
+
+
+def _maybe_detach(qkv: tuple, name: str, freeze_und: bool) -> tuple:
+    return tuple(t.detach() for t in qkv) if freeze_und and name == "und" else qkv
 
 
 def _split(x: torch.Tensor, n_und: int) -> list[tuple[str, torch.Tensor]]:
@@ -87,14 +94,21 @@ class MoTDecoder(nn.Module):
         self.norm = nn.ModuleDict({name: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps) for name in EXPERTS})
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
+        # Bagel's freeze_und: und activations are detached (not parameter freezing), so gen
+        # tokens train against und K/V as constants; lm_head still learns
+        self.freeze_und = False
 
     def forward(self, h: torch.Tensor, n_und: int, position_ids: torch.Tensor,
                 attend: AttendFn) -> tuple[torch.Tensor, torch.Tensor]:
         """h (L, D) input embeddings, und tokens first; returns normed (und (n_und, D), gen (L-n_und, D))."""
         cos, sin = self.rotary(position_ids, h.dtype)
+        frozen = self.freeze_und and self.training
+        if frozen:
+            h = torch.cat([h[:n_und].detach(), h[n_und:]])
         for i, layer in enumerate(self.layers):
-            h = layer(h, n_und, cos, sin, attend, i)
-        return self.norm["und"](h[:n_und]), self.norm["gen"](h[n_und:])
+            h = layer(h, n_und, cos, sin, attend, i, frozen)
+        und = self.norm["und"](h[:n_und])
+        return (und.detach() if frozen else und), self.norm["gen"](h[n_und:])
 
     def copy_und_to_gen(self) -> None:
         """Bagel's init_moe: the gen expert starts as a copy of the und expert."""
