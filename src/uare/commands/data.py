@@ -51,8 +51,11 @@ def run(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from e
     images = _images(args.inputs, args.recursive)
-    summary = build(images, Path(args.out), cfg, on_error=lambda p, e: info(f"failed: {e}"),
-                    wrap=lambda it, desc, total: progress(it, desc, total=total))
+    try:
+        summary = build(images, Path(args.out), cfg, on_error=lambda p, e: info(f"failed: {e}"),
+                        wrap=lambda it, desc, total: progress(it, desc, total=total))
+    except ValueError as e:  # a score file that cannot be read (ScoreFileError names it)
+        raise UsageError(str(e)) from e
     counts = ", ".join(f"{k} {n}" for k, n in summary["counts"].items())
     info(f"{summary['images']} images -> {args.out}: {counts}")
     if summary["failed"]:
