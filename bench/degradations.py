@@ -1,7 +1,10 @@
 """Throughput of the Real-ESRGAN degradation from 400x400 GT: one by one and batched.
 
 Prints images per second for both and their ratio (batched / one-by-one), measured in
-this process. Run it alone: `flock /tmp/uare-cpu.lock .venv/bin/python bench/degradations.py`.
+this process, for each torch thread count in --threads; --chunks also times other
+full-resolution chunk sizes (on the CPU `realesrgan_batch` sharpens and blurs one image
+at a time by default, the fastest choice measured here). Run it alone:
+`flock /tmp/uare-cpu.lock .venv/bin/python bench/degradations.py`.
 """
 from __future__ import annotations
 
