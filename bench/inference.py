@@ -78,8 +78,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="flow steps (default: the pipeline default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (1 is fastest while other jobs share the cores)")
     ap.add_argument("--skip", default="", help="comma-separated flows to leave out: assess,restore,analyze")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from PIL import Image
     from skimage import data
 
@@ -101,13 +105,15 @@ def main(argv=None) -> int:
 
     if "assess" not in skip:
         a, s = timed(lambda: u.assess(img))
-        report("assess", s, f"score {a.score:.3f}, {len(u.tok.encode(a.text))} answer tokens")
+        report("assess", s, f"score {a.score:.3f}, answer of {len(a.text)} characters, "
+                            f"at most {u.config.answer.max_new_tokens} tokens")
     if "restore" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", steps=steps))
         report("restore", s, f"output {r.image.size[0]}x{r.image.size[1]}")
     if "analyze" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", analyze=True, steps=steps))
-        report("analyze+restore", s, f"{len(u.tok.encode(r.text))} analysis tokens")
+        report("analyze+restore", s, f"analysis of {len(r.text)} characters, "
+                                     f"at most {u.config.analysis.max_new_tokens} tokens")
     if torch.device(args.device).type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     return 0
