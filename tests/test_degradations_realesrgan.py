@@ -174,4 +174,6 @@ def test_severity_grows_with_the_sampled_strength(records):
                  for r in records[:300]]
         q, sev = np.array(pairs).T
         assert np.all(np.diff(sev[np.argsort(-q)]) >= -1e-12)
-    assert all(set(r["severity"]) >= {"sharpen", "blur", "noise", "jpeg", "downsample"} for r in records)
+    assert all(set(r["severity"]) >= {"blur", "noise", "jpeg", "downsample"} for r in records)
+    # USM prepares the clean image (and the target): not a defect of the LQ image.
+    assert not any("sharpen" in r["severity"] for r in records)

@@ -19,7 +19,10 @@ TASK_OF_TYPE = {
     "rain": "derain", "raindrop": "derain", "lowlight": "lowlight", "downsample": "sr",
 }
 # Types that only occur inside Real-ESRGAN records; they never name a task of their own.
-HIGH_ORDER_ONLY = ("sinc", "sharpen")
+HIGH_ORDER_ONLY = ("sinc",)
+# Steps that prepare the clean image rather than degrade it (Real-ESRGAN sharpens its GT
+# before degrading it): never a defect of the LQ image to describe.
+TARGET_SIDE_TYPES = ("sharpen",)
 
 # The noun phrase a simple prompt uses for each type ("enhance this image with <phrase>").
 DEGRADATION_PHRASE = {
@@ -82,7 +85,7 @@ def degradation_types(record: Mapping) -> list[str]:
     seen: list[str] = []
     for step in record.get("steps", []):
         t = step.get("type")
-        if t and t not in seen:
+        if t and t not in seen and t not in TARGET_SIDE_TYPES:
             seen.append(t)
     if not seen:  # a record may carry only its severity table
         seen = list(record.get("severity", {}))

@@ -39,7 +39,6 @@ TYPE_PHRASES = {
     "noise": ("noise", "sensor noise", "grainy noise"),
     "sinc": ("ringing artifacts", "ringing around edges"),
     "blur": ("blur", "blurring", "optical blur"),
-    "sharpen": ("over-sharpening halos", "halo artifacts"),
     "haze": ("haze", "atmospheric haze", "a hazy veil"),
     "rain": ("rain streaks", "streaks of falling rain"),
     "raindrop": ("raindrops on the lens", "raindrops"),
@@ -47,19 +46,18 @@ TYPE_PHRASES = {
     "downsample": ("low resolution", "a loss of resolution"),
 }
 KEYWORD = {
-    "jpeg": "jpeg", "noise": "noise", "sinc": "ringing", "blur": "blur", "sharpen": "halo",
+    "jpeg": "jpeg", "noise": "noise", "sinc": "ringing", "blur": "blur",
     "haze": "haz", "rain": "streak", "raindrop": "raindrop", "lowlight": "underexpos",
     "downsample": "resolution",
 }
 # Inverse order of image formation (module docstring).
-PLAN_ORDER = ("jpeg", "noise", "sinc", "blur", "sharpen", "haze", "rain", "raindrop",
+PLAN_ORDER = ("jpeg", "noise", "sinc", "blur", "haze", "rain", "raindrop",
               "lowlight", "downsample")
 ACTIONS = {
     "jpeg": ("remove the {p}", "suppress the {p}"),
     "noise": ("denoise to remove the {p}", "suppress the {p} while keeping texture"),
     "sinc": ("suppress the {p}",),
     "blur": ("deblur to undo the {p}", "recover sharp edges lost to {p}"),
-    "sharpen": ("soften the {p}",),
     "haze": ("remove the {p} to restore contrast", "dehaze to lift {p}"),
     "rain": ("remove the {p}", "derain to erase the {p}"),
     "raindrop": ("remove the {p}", "clear away the {p}"),
@@ -72,7 +70,6 @@ RESULTS = {
     "noise": "clean flat regions",
     "sinc": "clean edges without ripples",
     "blur": "crisp edges and fine detail",
-    "sharpen": "natural edge transitions",
     "haze": "clear contrast and natural colours",
     "rain": "a scene free of rain streaks",
     "raindrop": "an unobstructed view without raindrops",

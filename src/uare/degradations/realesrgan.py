@@ -125,7 +125,9 @@ def realesrgan_severity(steps: list[dict], size: tuple[int, int],
     """Per-type strength in [0, 1], relative to this pipeline's own ranges."""
     def clip(v):
         return float(np.clip(v, 0.0, 1.0))
-    sev: dict[str, float] = {"sharpen": clip(cfg.usm["weight"])}
+    # The USM step sharpens the clean image that both the degradations and the training
+    # target start from, so it is not a defect of the LQ image and gets no severity.
+    sev: dict[str, float] = {}
     s1, s2 = cfg.stage1, cfg.stage2
     for st in steps:
         t, p = st["type"], st["params"]
