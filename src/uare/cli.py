@@ -81,9 +81,12 @@ def emit_json(obj) -> None:
 
 
 def progress(items, desc: str, total: Optional[int] = None, **kw):
-    """A progress bar on stderr (quiet when stderr is not a terminal and UARE_PROGRESS=0)."""
+    """A progress bar on stderr; UARE_PROGRESS=0 turns it off (tests, logs)."""
+    import os
+
     from tqdm import tqdm
 
+    kw.setdefault("disable", os.environ.get("UARE_PROGRESS", "1") == "0")
     return tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
                 leave=False, **kw)
 
