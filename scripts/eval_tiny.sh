@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The measured targets of issue 7 for a model folder, on ../shared/data/dev only.
 #
-#   scripts/eval_tiny.sh [MODEL_DIR] [LIMIT]     # defaults: weights/uare-tiny, 2 images a set
+#   scripts/eval_tiny.sh [MODEL_DIR] [LIMIT] [PART...]   # defaults: weights/uare-tiny, 2, all parts
 #
+# PART: speed sr restore-imagenet restore-set5 monotonic cc15 (run parts in separate
+# processes to use both cores).
 # Each block writes its tables under runs/eval-tiny/ (resumable: the eval cache keeps
 # finished images). LIMIT caps the images per set: on 2 shared CPU cores a 512 px restore
 # takes tens of seconds, so full sets are for an idle machine (LIMIT=0 means all).
@@ -17,8 +19,12 @@ export OMP_NUM_THREADS=${UARE_THREADS:-1}
 U="nice -n ${UARE_NICE:-5} $PY -m uare"
 LIM=(); [ "$LIMIT" != 0 ] && LIM=(--limit "$LIMIT")
 M="uare:model=$MODEL"
+shift $(( $# < 2 ? $# : 2 ))
+PARTS=${*:-speed sr restore-imagenet restore-set5 monotonic cc15}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
+if want speed; then
 log "speed: assess and restore one 512x512 image"
 $PY - "$MODEL" <<'EOF'
 import sys, time, torch
@@ -32,15 +38,19 @@ t = time.perf_counter(); m.restore(img, task="denoise"); tr = time.perf_counter(
 print(f"threads {torch.get_num_threads()}: assess {ta:.2f} s, restore 512x512 {tr:.1f} s "
       f"({m.config.steps} steps)")
 EOF
+fi
 
+if want sr; then
 log "x4 SR on drealsr_x4: PSNR-Y and NIQE vs bicubic"
 $U eval sr --lr $DEV/drealsr_x4/LR --hr $DEV/drealsr_x4/HR --methods "bicubic,$M" \
   --metrics psnr,niqe "${LIM[@]}" --no-plots --no-gallery -o $OUT/sr-drealsr
+fi
 
 log "single and mixed degradations from set5_x4/HR and imagenet_x4_synthetic/HR vs the degraded input"
 SINGLE=single:blur,single:noise,single:jpeg,single:haze,single:rain,single:raindrop,single:lowlight
 MIXED=multi:blur+noise,multi:blur+jpeg,multi:noise+jpeg,multi:blur+noise+jpeg,multi:lowlight+noise,multi:lowlight+blur,multi:lowlight+jpeg,multi:rain+haze,multi:lowlight+haze
-for set in set5_x4 imagenet_x4_synthetic; do
+for set in imagenet_x4_synthetic set5_x4; do
+  part=restore-${set%%_*}; want "$part" || continue
   $U eval restore --hq $DEV/$set/HR --preset "$SINGLE" --methods "bicubic,$M" --metrics psnr \
     "${LIM[@]}" --seed 0 --no-plots --no-gallery -o $OUT/single-$set
   # simple prompt vs assessment-guided (analyze) on the mixed set: Table 5 at small scale
@@ -48,10 +58,13 @@ for set in set5_x4 imagenet_x4_synthetic; do
     --metrics psnr,niqe "${LIM[@]}" --seed 0 --no-plots --no-gallery -o $OUT/mixed-$set
 done
 
+if want monotonic; then
 log "IQA monotonicity: noise, blur, JPEG at four severities"
 $U eval monotonic --hq $DEV/set5_x4/HR --types noise,blur,jpeg --levels 0.25,0.5,0.75,1.0 \
   --methods "$M" "${LIM[@]}" --no-plots -o $OUT/monotonic
+fi
 
+if want cc15; then
 log "denoise on real_noise_cc15 vs OpenCV fastNlMeansDenoisingColored"
 mkdir -p $OUT/cc15/uare $OUT/cc15/nlmeans
 files=$(ls $DEV/real_noise_cc15/noisy | sort | head -n $([ "$LIMIT" = 0 ] && echo 1000 || echo "$LIMIT"))
@@ -63,4 +76,5 @@ done
 for m in uare nlmeans; do
   echo "cc15 $m:"; $U metrics --pred $OUT/cc15/$m --ref $DEV/real_noise_cc15/clean --metrics psnr 2>&1 | tail -n 2
 done
+fi
 log "done: tables under $OUT"
