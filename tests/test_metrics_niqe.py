@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
 
 from uare import metrics
 from uare.metrics import MetricInputError
 from uare.metrics.niqe import block_features, niqe_features
 from uare.metrics.nss import aggd_fit, to_blocks
 from uare.metrics.resize import imresize, resize_matrix
+from image_helpers import noisy_and_blurred
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -68,10 +68,9 @@ def test_block_features_equal_a_block_by_block_loop(astronaut):
 
 def test_niqe_rises_with_noise_and_with_blur(coffee, rng):
     clean = metrics.niqe(coffee)
-    noisy = np.clip(coffee + rng.normal(0, 15, coffee.shape), 0, 255).astype(np.uint8)
-    blurred = np.stack([gaussian_filter(coffee[..., c].astype(float), 2.5) for c in range(3)], -1)
+    noisy, blurred = noisy_and_blurred(coffee, rng, noise_sigma=15, blur_sigma=2.5)
     assert metrics.niqe(noisy) > clean + 1
-    assert metrics.niqe(np.round(blurred).astype(np.uint8)) > clean + 1
+    assert metrics.niqe(blurred) > clean + 1
 
 
 def test_niqe_refuses_images_smaller_than_two_blocks(small_photo):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
 
 from uare import metrics
 from uare.metrics.nss import mscn
 from uare.metrics.piqe import piqe_score
 from uare.metrics.resize import opencv_resize_half
+from image_helpers import noisy_and_blurred
 
 
 def _piqe_block_loop(grey: np.ndarray) -> float:
@@ -66,10 +66,9 @@ def test_brisque_reproduces_the_brisque_package_on_astronaut(astronaut):
 
 def test_brisque_rises_with_noise_and_blur(coffee, rng):
     clean = metrics.brisque(coffee)
-    noisy = np.clip(coffee + rng.normal(0, 20, coffee.shape), 0, 255).astype(np.uint8)
-    blurred = np.stack([gaussian_filter(coffee[..., c].astype(float), 3) for c in range(3)], -1)
+    noisy, blurred = noisy_and_blurred(coffee, rng, noise_sigma=20, blur_sigma=3)
     assert metrics.brisque(noisy) > clean + 10
-    assert metrics.brisque(np.round(blurred).astype(np.uint8)) > clean + 10
+    assert metrics.brisque(blurred) > clean + 10
 
 
 def test_nr_metrics_accept_batches_and_crop(small_photo):

@@ -1,0 +1,12 @@
+"""Degraded copies of a photo for no-reference metric tests (noise and Gaussian blur)."""
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+
+def noisy_and_blurred(img: np.ndarray, rng: np.random.Generator, noise_sigma: float,
+                      blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 HxWx3 -> (with Gaussian noise, Gaussian-blurred per channel), both uint8."""
+    noisy = np.clip(img + rng.normal(0, noise_sigma, img.shape), 0, 255).astype(np.uint8)
+    blurred = np.stack([gaussian_filter(img[..., c].astype(float), blur_sigma)
+                        for c in range(img.shape[2])], -1)
+    return noisy, np.round(blurred).astype(np.uint8)
