@@ -151,7 +151,7 @@ def test_bad_usage_exits_with_2(model_dir, tmp_path, small_photo, capsys, monkey
     monkeypatch.setattr(pipeline, "DEFAULT_FOLDERS", (tmp_path / "nowhere",))
     monkeypatch.delenv("UARE_MODEL", raising=False)
     assert main(["assess", str(tmp_path / "x.png")]) == 2
-    assert "not bundled yet" in capsys.readouterr().err
+    assert "no default model found" in capsys.readouterr().err
     empty = tmp_path / "empty-dir"
     empty.mkdir()
     assert main(["assess", str(empty), "--model", str(model_dir)]) == 2

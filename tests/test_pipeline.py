@@ -76,7 +76,7 @@ def _photo(astronaut, h, w):
 def test_from_pretrained_without_a_path_says_the_default_weights_are_not_bundled(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "DEFAULT_FOLDERS", (tmp_path / "nowhere",))
     monkeypatch.delenv("UARE_MODEL", raising=False)
-    with pytest.raises(ModelLoadError, match="not bundled yet.*--model DIR"):
+    with pytest.raises(ModelLoadError, match="no default model found.*--model DIR"):
         UARE.from_pretrained()
 
 

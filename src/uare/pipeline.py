@@ -457,7 +457,7 @@ def _resolve_folder(path) -> Path:
         if (folder / "config.json").exists() or (folder / "llm_config.json").exists():
             return folder
     raise ModelLoadError(
-        "the default weights (weights/uare-tiny) are not bundled yet; pass a model folder: "
+        "no default model found (weights/uare-tiny is missing from this checkout); pass a model folder: "
         "UARE.from_pretrained('path/to/folder') or `--model DIR` on the command line "
         "(or set UARE_MODEL)")
 
