@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from uare import metrics
-from uare.metrics import convert_weights, weights
+from uare.metrics import weights
 from uare.metrics.backbones import Backbone, L2Pool
 from uare.metrics.dists_net import DISTS
 from uare.metrics.lpips_net import LPIPS
@@ -103,11 +103,18 @@ def test_dists_loads_safetensors_and_rejects_misfit_files(tmp_path, images):
 def test_missing_weights_give_an_error_naming_files_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("UARE_WEIGHTS_DIR", raising=False)
-    with pytest.raises(FileNotFoundError, match=r"vgg16\.safetensors.*dists_alpha_beta\.safetensors.*convert_weights"):
+    with pytest.raises(FileNotFoundError, match=r"vgg16\.safetensors.*dists_alpha_beta\.safetensors.*convert_metric_weights"):
         metrics.create_metric("dists")
     with pytest.raises(weights.WeightsNotFoundError, match=str(tmp_path / "nowhere")):
         metrics.create_metric("lpips-vgg", weights=str(tmp_path / "nowhere"))
 
 
 def test_conversion_script_writes_the_file_names_the_loader_expects():
-    assert convert_weights.FILES == weights.FILES
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "convert_metric_weights.py"
+    spec = importlib.util.spec_from_file_location("convert_metric_weights", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # defines functions only; torchvision is imported lazily
+    assert script.FILES == weights.FILES

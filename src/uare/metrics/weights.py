@@ -3,7 +3,7 @@
 The backbones are torchvision's ImageNet AlexNet / VGG16 and the heads come from the
 LPIPS (BSD) and DISTS (MIT) releases. None of them can ship or download here, and the
 original files are pickles, which uare never loads. Convert them once, on any machine
-with torchvision, with `python -m uare.metrics.convert_weights --out ~/.cache/uare`, and
+with torchvision, with `python scripts/convert_metric_weights.py --out ~/.cache/uare`, and
 copy the resulting .safetensors files into one of the folders searched below.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def find(keys: tuple[str, ...], weights=None) -> dict[str, Path]:
     if missing:
         raise WeightsNotFoundError(
             f"missing weight file(s) {', '.join(missing)}; looked in {', '.join(str(d) for d in dirs)}. "
-            "Make them once with `python -m uare.metrics.convert_weights --out ~/.cache/uare` on a machine "
+            "Make them once with `python scripts/convert_metric_weights.py --out ~/.cache/uare` on a machine "
             "with torchvision (see uare/metrics/weights.py)")
     return found
 

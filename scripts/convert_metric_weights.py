@@ -1,14 +1,17 @@
 """One-time conversion of the LPIPS / DISTS weights to safetensors (run it elsewhere).
 
+It lives outside the package because it needs torchvision, which uare itself never uses;
+it is standalone, so it can be copied to the machine that has torchvision.
+
 uare never unpickles, and the original files are pickles: torchvision's ImageNet
 AlexNet/VGG16 checkpoints, the LPIPS v0.1 heads (`lpips` package, BSD) and the DISTS
 alpha/beta (`DISTS_pytorch` package, MIT). On a machine with network access and
 torchvision, in a throw-away environment:
 
     pip install torch torchvision lpips DISTS_pytorch safetensors
-    python -m uare.metrics.convert_weights --out ~/.cache/uare
+    python scripts/convert_metric_weights.py --out ~/.cache/uare
 
-(or copy this file there and run `python convert_weights.py --out DIR`). It writes the
+(this file needs nothing from uare: copy it there on its own if you like). It writes the
 five files named in uare/metrics/weights.py; copy them to ~/.cache/uare/ (or a folder
 given by $UARE_WEIGHTS_DIR or the metrics' `weights=` argument) on the machines that
 run uare. The pickles are read with `torch.load(weights_only=True)`, which refuses
