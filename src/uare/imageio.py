@@ -130,13 +130,22 @@ def expand_inputs(inputs: Iterable[Union[str, os.PathLike]]) -> list[Path]:
     return out
 
 
-def _atomic_write(path: Path, write) -> Path:
+def atomic_write(path: Union[str, os.PathLike], write) -> Path:
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it into place.
+
+    Every file the project writes goes through here, so a killed job never leaves a
+    half-written output under the real name.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file private; outputs are ordinary files (umask applies)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -164,7 +173,7 @@ def save_image(image: Union[Image.Image, np.ndarray], path: Union[str, os.PathLi
         fmt = "PNG"
     if fmt == "JPEG":
         save_kwargs.setdefault("quality", 95)
-    return _atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **save_kwargs))
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **save_kwargs))
 
 
 def write_text(path: Union[str, os.PathLike], text: str) -> Path:
@@ -172,7 +181,7 @@ def write_text(path: Union[str, os.PathLike], text: str) -> Path:
     def w(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-    return _atomic_write(Path(path), w)
+    return atomic_write(Path(path), w)
 
 
 def write_json(path: Union[str, os.PathLike], obj) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -49,12 +48,9 @@ class Tokenizer:
 
     def save(self, folder: str | Path) -> Path:
         """Writes folder/tokenizer.json (temp name, then rename)."""
-        path = Path(folder) / "tokenizer.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.hf.save(str(tmp))
-        os.replace(tmp, path)
-        return path
+        from .imageio import atomic_write
+
+        return atomic_write(Path(folder) / "tokenizer.json", lambda tmp: self.hf.save(str(tmp)))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Tokenizer":

@@ -11,16 +11,14 @@ comparison), plus `iqa_real` lines from published score files.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from PIL import Image
 
-from ..imageio import write_json
+from ..imageio import atomic_write, write_json
 from .scores import load_scores
 
 SINGLE_TYPES = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight")
@@ -101,15 +99,13 @@ def lines_for_image(path: Path, size: tuple[int, int], index: int, cfg: BuildCon
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> int:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    n = 0
-    with os.fdopen(fd, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-            n += 1
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is ordinary data
-    os.replace(tmp, path)
-    return n
+    lines = [json.dumps(r) + "\n" for r in rows]
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    atomic_write(path, write)
+    return len(lines)
 
 
 def real_iqa_lines(cfg: BuildConfig) -> list[dict]:

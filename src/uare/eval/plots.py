@@ -46,9 +46,9 @@ def _pyplot(report: Callable[[str], None]):
 
 
 def _save(fig, path: Path) -> Path:
-    from ..imageio import _atomic_write
+    from ..imageio import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     return path
 
 

@@ -6,7 +6,6 @@ A folder in BAGEL-7B-MoT layout (llm_config.json, ...) loads through bagel.py.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,15 +14,15 @@ from safetensors.torch import save_file
 
 from .autoencoder import Autoencoder
 from .bagel import CheckpointMismatchError, check_shapes, load_bagel_folder
+from ..imageio import atomic_write, write_text
 from .config import ModelConfig
 
 FORMAT = "uare"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def save_pretrained(model, folder: str | Path) -> Path:
@@ -33,9 +32,8 @@ def save_pretrained(model, folder: str | Path) -> Path:
     _atomic_save(model.autoencoder.state_dict(), folder / "ae.safetensors")
     if model.tokenizer is not None:
         model.tokenizer.save(folder)
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps({"model_type": FORMAT, **model.cfg.to_dict()}, indent=2) + "\n")
-    os.replace(tmp, folder / "config.json")   # last: a folder with config.json is complete
+    # last: a folder with config.json is complete
+    write_text(folder / "config.json", json.dumps({"model_type": FORMAT, **model.cfg.to_dict()}, indent=2) + "\n")
     return folder
 
 
