@@ -5,9 +5,9 @@ from uare.model import AutoencoderConfig, LLMConfig, ModelConfig, ViTConfig, bui
 from uare.sequence import Text, VaeImage, VitImage
 
 
-def micro_config() -> ModelConfig:
+def micro_config(flow_anchor: str = "velocity") -> ModelConfig:
     """Smaller than `tiny` so each test runs in milliseconds; same structure."""
-    return ModelConfig(
+    return ModelConfig(flow_anchor=flow_anchor,
         llm=LLMConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
                       intermediate_size=128, vocab_size=300),
         vit=ViTConfig(patch_size=8, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
@@ -16,9 +16,9 @@ def micro_config() -> ModelConfig:
         max_latent_size=8, timestep_shift=4.0)
 
 
-def micro_model(seed: int = 0):
+def micro_model(seed: int = 0, flow_anchor: str = "velocity"):
     torch.manual_seed(seed)
-    model = build_model(micro_config())
+    model = build_model(micro_config(flow_anchor))
     with torch.no_grad():   # llm2vae starts at zero; give it weights so velocities are informative
         model.llm2vae.weight.normal_(std=0.1)
     return model.eval()

@@ -195,3 +195,28 @@ def test_freeze_und_trains_only_gen_tokens_path():
     assert all(prm.grad is None or not prm.grad.any() for prm in und.parameters())
     assert model.llm.layers[0].experts["gen"].q_proj.weight.grad.abs().sum() > 0
     assert model.llm.lm_head.weight.grad.abs().sum() > 0
+
+
+def test_anchored_head_at_zero_predicts_the_condition_and_trains_on_x0():
+    """flow_anchor="condition": a zero head gives x0 = the conditioning latent, the velocity
+    is (x_t - x0) / t, and the loss is the x0 error (= velocity error * t^2)."""
+    from uare.losses import add_flow_noise, compute_losses
+    from uare.sequence import latents_to_tokens
+
+    model = micro_model(flow_anchor="condition")
+    with torch.no_grad():
+        model.llm2vae.weight.zero_()
+    sample = edit_sample(3)
+    clean, target = sample[0].latent, sample[3].latent
+    p = add_flow_noise(build_packed([sample], model.cfg, model.special_ids), shift=1.0,
+                       generator=torch.Generator().manual_seed(0))
+    out = model(p)
+    rows = p.mse_rows
+    torch.testing.assert_close(out.x0, latents_to_tokens(clean))
+    t = p.vae_timesteps[rows][:, None]
+    torch.testing.assert_close(out.velocity, (p.vae_tokens[rows] - out.x0) / t)
+    loss = compute_losses(out, p).mse
+    want = (latents_to_tokens(clean) - latents_to_tokens(target)).pow(2).mean(dim=1).mean()
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
+    v_loss = ((out.velocity - p.flow_target).pow(2).mean(dim=1) * t[:, 0] ** 2).mean()
+    torch.testing.assert_close(loss, v_loss, atol=1e-5, rtol=1e-4)

@@ -1,4 +1,5 @@
 """KV-cache inference gives the training forward's numbers, and contexts fork cleanly."""
+import pytest
 import torch
 
 from model_helpers import edit_sample, micro_model
@@ -17,8 +18,9 @@ def test_decode_steps_match_training_logits():
     assert ctx.rope == 5 + 4 and ctx.length == 9
 
 
-def test_velocity_against_cache_matches_training_forward():
-    model = micro_model()
+@pytest.mark.parametrize("anchor", ["velocity", "condition"])
+def test_velocity_against_cache_matches_training_forward(anchor):
+    model = micro_model(flow_anchor=anchor)
     sample = edit_sample(7)
     clean, vit, instr, target, _ = sample
     p = build_packed([sample[:4]], model.cfg, model.special_ids)
@@ -30,7 +32,8 @@ def test_velocity_against_cache_matches_training_forward():
     model.prefill_vit_image(ctx, vit.pixels)
     model.prefill_text(ctx, list(instr.ids))
     n = ctx.length
-    got = model.velocity(ctx, latents_to_tokens(target.latent), t, grid=(2, 3))
+    got = model.velocity(ctx, latents_to_tokens(target.latent), t, grid=(2, 3),
+                         anchor=latents_to_tokens(clean.latent))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert ctx.length == n                              # noisy tokens never enter the cache
 
@@ -48,8 +51,12 @@ def test_fork_leaves_the_parent_untouched():
 
 
 def test_velocity_checks_the_grid():
-    import pytest
-
     model = micro_model()
     with pytest.raises(ValueError, match="grid"):
         model.velocity(model.new_context(), torch.zeros(5, 64), 0.5, grid=(2, 3))
+
+
+def test_anchored_velocity_needs_the_conditioning_tokens():
+    model = micro_model(flow_anchor="condition")
+    with pytest.raises(ValueError, match="anchor"):
+        model.velocity(model.new_context(), torch.zeros(6, 64), 0.5, grid=(2, 3))

@@ -250,8 +250,9 @@ class _IdentityModel(torch.nn.Module):
     def decode_step(self, ctx, token):
         return torch.zeros(self.tokenizer.vocab_size)
 
-    def velocity(self, ctx, x, t, grid):
+    def velocity(self, ctx, x, t, grid, anchor=None):
         assert x.shape == self.x0.shape == (grid[0] * grid[1], 64)
+        assert torch.equal(anchor, self.x0)    # the pipeline anchors on the canvas's own latent
         return (x - self.x0) / t  # x_t = (1-t) x0 + t eps  =>  v = eps - x0 = (x_t - x0) / t
 
 
@@ -267,3 +268,36 @@ def test_tiled_and_untiled_restoration_agree_on_an_identity_model(uare, astronau
     assert a.shape == b.shape == img.shape
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert np.abs(a.astype(int) - img.astype(int)).max() <= 1
+
+
+class _LossyAE(_IdentityAE):
+    """Decodes with a smooth error (a cast and a tone curve), like a small trained
+    autoencoder, so a direct decode cannot give the input back."""
+
+    def decode(self, z):
+        x = super().decode(z)
+        return x * 0.9 + 0.05 + 0.05 * torch.sin(3 * x)
+
+
+def test_residual_decoding_cancels_the_autoencoders_error(uare, astronaut):
+    img = _photo(astronaut, 96, 128)
+    outs = {}
+    for residual in (False, True):
+        model = _IdentityModel(uare.model, 64)
+        model.autoencoder = _LossyAE()
+        pipe = UARE(model, InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0),
+                                           residual_decode=residual))
+        outs[residual] = np.asarray(pipe.restore(img, task="denoise").image).astype(int)
+    assert np.abs(outs[True] - img.astype(int)).max() <= 1
+    assert np.abs(outs[False] - img.astype(int)).mean() > 5
+
+
+def test_inference_tile_and_iqa_crop_settings(uare, monkeypatch):
+    small = UARE(uare.model, InferenceConfig(tile=64, iqa_crop=32))
+    assert small.tiles.tile == 64 and small.tiles.overlap == 8
+    with pytest.raises(ValueError, match="multiple of"):
+        UARE(uare.model, InferenceConfig(tile=65))
+    seen = []
+    monkeypatch.setattr(small.model, "prefill_vit_image", lambda ctx, pixels: seen.append(tuple(pixels.shape)))
+    small._prefill_vit(None, torch.rand(3, 100, 150))
+    assert seen == [(3, 32, 32)]            # a native-scale centre crop, not a resize

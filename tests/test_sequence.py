@@ -113,3 +113,20 @@ def test_attention_segments_are_the_diagonal_blocks_of_the_mask():
     for a, b, sm in (segs[0], segs[2]):
         assert torch.equal(sm, m[a:b, a:b])
     assert torch.equal(m[22:27, 22:27], torch.ones(5, 5, dtype=torch.bool).tril())
+
+
+def test_noisy_images_are_anchored_on_their_own_samples_latest_clean_latent():
+    g = torch.Generator().manual_seed(0)
+    a, b, other = (torch.randn(16, 4, 6, generator=g) for _ in range(3))
+    tgt = torch.randn(16, 4, 6, generator=g)
+    small = torch.randn(16, 2, 2, generator=g)
+    s1 = [VaeImage(a), VaeImage(other), VaeImage(tgt, noisy=True)]    # latest clean: other
+    s2 = [drop(VaeImage(b)), Text([5]), VaeImage(tgt, noisy=True)]    # dropped still anchors
+    s3 = [VaeImage(small), VaeImage(tgt, noisy=True)]                 # other grid: no anchor
+    p = build_packed([s1, s2, s3], tiny(), SP)
+    noisy_images = [i for i in range(len(p.vae_grids)) if p.vae_noisy[p.vae_image_ids == i].all()]
+    got = [p.vae_anchor[p.vae_image_ids == i] for i in noisy_images]
+    torch.testing.assert_close(got[0], latents_to_tokens(other))
+    torch.testing.assert_close(got[1], latents_to_tokens(b))
+    assert not got[2].any()
+    assert not p.vae_anchor[~p.vae_noisy].any()

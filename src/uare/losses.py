@@ -68,6 +68,14 @@ def compute_losses(out, packed: PackedSequence, ce_weight: float = 1.0, mse_weig
     if n_mse:
         if packed.flow_target is None:
             raise ValueError("packed sequence has noisy latents but no flow_target; call add_flow_noise first")
-        err = (out.velocity.float() - packed.flow_target.float()).pow(2).mean(dim=1)
+        if getattr(out, "x0", None) is not None:
+            # x0 loss for anchored heads: x0 = x_t - t * (eps - x0) recovers the target
+            # exactly, and the velocity loss would weigh small-t errors by 1/t^2
+            rows = packed.mse_rows
+            t = packed.vae_timesteps[rows].float()[:, None]
+            x0 = packed.vae_tokens[rows].float() - t * packed.flow_target.float()
+            err = (out.x0.float() - x0).pow(2).mean(dim=1)
+        else:
+            err = (out.velocity.float() - packed.flow_target.float()).pow(2).mean(dim=1)
         mse = err.sum() / (num_mse or n_mse)
     return LossOutput(total=ce_weight * ce + mse_weight * mse, ce=ce, mse=mse, num_ce=n_ce, num_mse=n_mse)

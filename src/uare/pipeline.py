@@ -26,6 +26,7 @@ from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_OR
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
 from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
+from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
     LEVELS, GuidanceConfig, TextConfig, euler_sample, flow_timesteps, generate_tokens,
     guided_velocity, level_probabilities, level_score,
@@ -82,7 +83,19 @@ class InferenceConfig:
     answer: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=256))
     analysis: TextConfig = field(default_factory=lambda: TextConfig(max_new_tokens=512))
     tile_overlap: Optional[int] = None      # None: an eighth of the tile
+    # restoration canvas side in pixels (a multiple of the latent grid); None: the model's
+    # largest (max_latent_size latent tokens). A model trained on small crops restores
+    # best on canvases near its training size.
+    tile: Optional[int] = None
+    # assess/compare: look at a centre crop of at most this side at the native resolution
+    # instead of resizing the image to the IQA sides below (a model trained on native-scale
+    # crops; resizing would shrink the noise and blur it has to judge). None: resize.
+    iqa_crop: Optional[int] = None
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
+    # output = input + decode(restored latent) - decode(input latent) instead of
+    # decode(restored latent): for a small autoencoder whose reconstruction error would
+    # otherwise cap every output (off by default: Bagel decodes directly)
+    residual_decode: bool = False
     # CPU threads while decoding text: one-token steps are so small that thread hand-offs
     # cost more than they save (20x slower with 2 threads on a busy 2-core machine)
     decode_threads: Optional[int] = 1
@@ -164,10 +177,14 @@ class UARE:
         self.device, self.dtype = p.device, p.dtype
         self.grid = self.cfg.pixels_per_latent_token
         self.max_side = self.grid * self.cfg.max_latent_size
+        tile = self.config.tile or self.max_side
+        if tile % self.grid or not self.grid <= tile <= self.max_side:
+            raise ValueError(f"inference tile {tile} must be a multiple of {self.grid} "
+                             f"between {self.grid} and {self.max_side}")
         self.vit_max = self.cfg.vit.patch_size * self.cfg.vit.max_patches_per_side
         overlap = self.config.tile_overlap
-        overlap = round_up(self.max_side // 8, self.grid) if overlap is None else overlap
-        self.tiles = TileConfig(tile=self.max_side, overlap=overlap, grid=self.grid)
+        overlap = round_up(tile // 8, self.grid) if overlap is None else overlap
+        self.tiles = TileConfig(tile=tile, overlap=overlap, grid=self.grid)
         self.level_seqs = self._word_seqs([" " + w for w in LEVELS])
         self.ab_seqs = self._word_seqs([" A", " B"])
 
@@ -240,7 +257,7 @@ class UARE:
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda: progress(_tick(job), total)
-        if analyze and max(x.shape[-2:]) > self.max_side:
+        if analyze and max(x.shape[-2:]) > self.tiles.tile:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
         out = restore_any_size(x, lambda tile: self._restore_tile(tile, job), self.tiles)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
@@ -274,7 +291,7 @@ class UARE:
 
     def _condition(self, tile: torch.Tensor, job: "_Job"):
         """Contexts for one canvas: full (VAE, ViT, instruction), no text (right after the
-        images) and no image (instruction only)."""
+        images) and no image (instruction only); and the canvas's (z, h, w) latent."""
         m = self.model
         ctx = m.new_context()
         pixels = (tile * 2 - 1).to(self.device, self.dtype)[None]
@@ -285,11 +302,11 @@ class UARE:
         ids = self.tok.encode(job.instruction)
         m.prefill_text(ctx, ids)
         m.prefill_text(no_image, ids)
-        return {"full": ctx, "text": no_text, "image": no_image}
+        return {"full": ctx, "text": no_text, "image": no_image}, latent
 
     def _restore_tile(self, tile: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(3, h, w) in [0, 1], h and w multiples of the grid -> restored (3, h, w)."""
-        contexts = self._condition(tile, job)
+        contexts, cond = self._condition(tile, job)
         if job.analyze and job.text is None:  # single canvas: the analysis stays in the cache
             job.text = self._generate(contexts["full"], self.config.analysis)
         elif job.analyze:
@@ -298,22 +315,30 @@ class UARE:
         noise = torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
                             device=self.device, dtype=torch.float32)
 
+        p = self.cfg.latent_patch_size
+        anchor = latents_to_tokens(cond, p)
+
         def velocity(name, x, t):
-            return self.model.velocity(contexts[name], x.to(self.dtype), t, grid=(gh, gw)).float()
+            return self.model.velocity(contexts[name], x.to(self.dtype), t, grid=(gh, gw), anchor=anchor).float()
 
         shift = self.cfg.timestep_shift if self.config.shift is None else self.config.shift
         x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
                          flow_timesteps(job.steps, shift),
                          callback=(lambda i, n: job.on_step()) if job.on_step else None)
-        from .model.patches import tokens_to_latents
-
-        latent = tokens_to_latents(x.to(self.dtype), gh, gw, self.cfg.latent_patch_size)
-        pixels = self.model.autoencoder.decode(latent[None])[0]
-        return (pixels.float() * 0.5 + 0.5).clamp(0, 1).cpu()
+        latent = tokens_to_latents(x.to(self.dtype), gh, gw, p)
+        ae = self.model.autoencoder
+        pixels = ae.decode(latent[None])[0].float()
+        if self.config.residual_decode:
+            # add only what the model changed to the input: the autoencoder's own
+            # reconstruction error of the input cancels instead of capping the output
+            pixels = (tile.to(pixels) * 2 - 1) + pixels - ae.decode(cond[None].to(latent))[0].float()
+        return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
 
     def _analysis_of_whole(self, x: torch.Tensor, job: "_Job") -> str:
-        w, h = fit_size(x.shape[-1], x.shape[-2], self.max_side, 0, self.grid)
-        contexts = self._condition(resize(x, w, h), job)
+        if self.config.iqa_crop:   # a native-scale model judges a native-scale view, as assess does
+            x = _centre_crop(x, self.tiles.tile)
+        w, h = fit_size(x.shape[-1], x.shape[-2], self.tiles.tile, 0, self.grid)
+        contexts, _ = self._condition(resize(x, w, h), job)
         return self._generate(contexts["full"], self.config.analysis)
 
     # ---- shared pieces --------------------------------------------------------------
@@ -325,6 +350,9 @@ class UARE:
         x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
         p, c = self.cfg.vit.patch_size, self.config
         lo, hi = (c.iqa_min_short, min(c.iqa_max_long, self.vit_max)) if iqa else (0, self.vit_max)
+        if iqa and c.iqa_crop:
+            lo, hi = 0, min(c.iqa_crop, self.vit_max)
+            x = _centre_crop(x, hi)
         w, h = fit_size(x.shape[-1], x.shape[-2], hi, lo, p)
         pixels = resize(x.float(), w, h) * 2 - 1
         self.model.prefill_vit_image(ctx, pixels.to(self.device, self.dtype))
@@ -437,6 +465,12 @@ class _Job:
 def _tick(job: _Job) -> int:
     job.steps_done += 1
     return job.steps_done
+
+
+def _centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., top:top + side, left:left + side]
 
 
 def _to_float(img: Image.Image):

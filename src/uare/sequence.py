@@ -87,6 +87,10 @@ class PackedSequence:
     ce_labels: torch.Tensor        # (Nce,) next-token targets
     mse_rows: torch.Tensor         # (Nmse,) rows of vae_tokens with the flow loss
     flow_target: torch.Tensor | None = None  # (Nmse, token_dim) eps - x0
+    # (Nz, token_dim): for each noisy image's tokens, its sample's latest clean VAE image of
+    # the same grid (kept even when CFG dropout removed that image from the sequence), zeros
+    # elsewhere; what a flow_anchor="condition" head predicts a correction to
+    vae_anchor: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -148,6 +152,8 @@ class _Builder:
         self.vae_image: list[int] = []
         self.vae_noisy: list[bool] = []
         self.vae_grids: list[tuple[int, int]] = []
+        self.vae_anchor: list[torch.Tensor] = []
+        self.last_clean: dict[tuple[int, int], torch.Tensor] = {}
         self.ce_index: list[int] = []
         self.ce_labels: list[int] = []
         self.n_split = 0
@@ -196,12 +202,16 @@ class _Builder:
         self.rope += 1
 
     def vae(self, item: VaeImage) -> None:
+        p = self.cfg.latent_patch_size
+        h, w = item.latent.shape[1] // p, item.latent.shape[2] // p
+        if not item.noisy:
+            self.last_clean[(h, w)] = item.latent
         if item.dropped:
             self.rope += 1
             return
-        p = self.cfg.latent_patch_size
         tokens = latents_to_tokens(item.latent, p)
-        h, w = item.latent.shape[1] // p, item.latent.shape[2] // p
+        anchor = self.last_clean.get((h, w)) if item.noisy else None
+        self.vae_anchor.append(torch.zeros_like(tokens) if anchor is None else latents_to_tokens(anchor, p))
         kind = NOISE if item.noisy else FULL
         self._marker(self.sp.vision_start, kind)
         start = self._tokens([], True, kind, self.rope, n=tokens.shape[0])
@@ -217,6 +227,7 @@ class _Builder:
 
     def add_sample(self, items: Sequence[Item]) -> None:
         self.rope = 0
+        self.last_clean = {}
         for item in items:
             if isinstance(item, Text):
                 self.text(item)
@@ -247,6 +258,7 @@ class _Builder:
             vae_timesteps=torch.zeros(noisy.shape[0]), vae_grids=self.vae_grids,
             ce_index=long(self.ce_index), ce_labels=long(self.ce_labels),
             mse_rows=torch.nonzero(noisy).flatten(),
+            vae_anchor=torch.cat(self.vae_anchor) if self.vae_anchor else None,
         )
 
 

@@ -83,6 +83,11 @@ class AutoencoderConfig:
                 raise ConfigError(f"vae.ch*ch_mult ({self.ch * m}) must be divisible by vae.num_groups ({self.num_groups})")
 
 
+FLOW_ANCHORS = ("velocity", "condition")
+# smallest t the x0 -> velocity conversion divides by (the sampler never evaluates t = 0)
+ANCHOR_T_MIN = 1e-3
+
+
 @dataclass
 class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -92,6 +97,12 @@ class ModelConfig:
     max_latent_size: int = 64       # latent tokens per side (Bagel release: 64)
     timestep_shift: float = 1.0
     attention: str = "auto"         # "auto" | "sdpa" | "flex" (see layers.attention)
+    # What the gen head predicts. "velocity": eps - x0 directly (Bagel, the paper). "condition":
+    # the clean latent as the conditioning image's latent plus a predicted correction, turned
+    # into the velocity (x_t - x0_hat) / t and trained with the x0 loss. A zero head then
+    # returns the input image, so a small model trained briefly starts from "no change"
+    # instead of from noise (the tiny preset; see weights/uare-tiny/README.md).
+    flow_anchor: str = "velocity"
 
     @property
     def latent_token_dim(self) -> int:
@@ -107,6 +118,8 @@ class ModelConfig:
         self.vae.validate()
         if self.attention not in ("auto", "sdpa", "flex"):
             raise ConfigError(f"attention must be auto, sdpa or flex, not {self.attention!r}")
+        if self.flow_anchor not in FLOW_ANCHORS:
+            raise ConfigError(f"flow_anchor must be one of {FLOW_ANCHORS}, not {self.flow_anchor!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,10 +180,11 @@ def _bagel_7b() -> ModelConfig:
 # (ch 32: a step costs ~1/4 of ch 64's, measured). Vocabulary 1280: the BPE trained on our
 # own texts stops at 1,180 merges. max_latent_size 32 (256 px tiles) and SwiGLU 576 keep the
 # shipped folder under 60 MB in fp32 (model 53.2 MB + autoencoder 3.8 MB) and a 512 px
-# restore at 4 tiles of 1,024 tokens. See weights/uare-tiny/README.md.
+# restore at 4 tiles of 1,024 tokens. flow_anchor "condition": see ModelConfig and the
+# model card (session 1's velocity head at ~1M tokens stayed 19 dB below bicubic).
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(llm=LLMConfig(vocab_size=1280, intermediate_size=576), max_latent_size=32,
-                        timestep_shift=4.0),
+                        timestep_shift=4.0, flow_anchor="condition"),
     "bagel-7b": _bagel_7b()}
 
 

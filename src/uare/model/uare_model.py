@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .autoencoder import Autoencoder
-from .config import ModelConfig
+from .config import ANCHOR_T_MIN, ModelConfig
 from .embeddings import PositionEmbedding, TimestepEmbedder
 from .kv_cache import CachedAttention, InferenceContext
 from .layers import segment_attention
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 class ModelOutput:
     logits: torch.Tensor     # (Nce, V) at packed.ce_index
     velocity: torch.Tensor   # (Nmse, token_dim) at packed.mse_rows
+    x0: Optional[torch.Tensor] = None  # (Nmse, token_dim) predicted clean latents (flow_anchor "condition")
+
+
+def anchored_velocity(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The velocity eps - x0 implied by x0 at x_t = (1 - t) x0 + t eps: (x_t - x0) / t."""
+    return (x_t - x0) / t.clamp_min(ANCHOR_T_MIN)
 
 
 class Connector(nn.Module):
@@ -153,8 +159,15 @@ class UAREModel(nn.Module):
 
         hu, hg = self.llm(self.embed(packed)[perm], n_und, packed.position_ids[perm], attend)
         logits = self.llm.lm_head(hu[inv[packed.ce_index]])
-        velocity = self.llm2vae(hg[inv[packed.vae_index[packed.mse_rows]] - n_und])
-        return ModelOutput(logits=logits, velocity=velocity)
+        head = self.llm2vae(hg[inv[packed.vae_index[packed.mse_rows]] - n_und])
+        if self.cfg.flow_anchor == "velocity":
+            return ModelOutput(logits=logits, velocity=head)
+        if packed.vae_anchor is None:
+            raise ValueError("flow_anchor 'condition' needs packed.vae_anchor (build the pack with sequence.build_packed)")
+        rows = packed.mse_rows
+        x0 = packed.vae_anchor[rows].to(head) + head
+        t = packed.vae_timesteps[rows].to(head)[:, None]
+        return ModelOutput(logits=logits, velocity=anchored_velocity(packed.vae_tokens[rows].to(head), t, x0), x0=x0)
 
     # ---- inference against a KV cache -----------------------------------------
     def new_context(self) -> InferenceContext:
@@ -223,12 +236,24 @@ class UAREModel(nn.Module):
         ctx.rope += 1
 
     @torch.no_grad()
-    def velocity(self, ctx: InferenceContext, x_t: torch.Tensor, t: float, grid: tuple[int, int]) -> torch.Tensor:
-        """(h*w, token_dim) noisy tokens at time t -> predicted eps - x0, same shape; cache untouched."""
+    def velocity(self, ctx: InferenceContext, x_t: torch.Tensor, t: float, grid: tuple[int, int],
+                 anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(h*w, token_dim) noisy tokens at time t -> predicted eps - x0, same shape; cache untouched.
+
+        anchor: the conditioning image's (h*w, token_dim) latent tokens, required when the
+        config's flow_anchor is "condition" (ignored otherwise).
+        """
         if x_t.shape[0] != grid[0] * grid[1]:
             raise ValueError(f"velocity: {x_t.shape[0]} tokens do not fill a {grid[0]}x{grid[1]} grid")
         _, hg, _, _ = self._run_block(ctx, *self._latent_block(ctx, x_t, t, grid), False, False)
-        return self.llm2vae(hg).to(x_t.dtype)
+        head = self.llm2vae(hg)
+        if self.cfg.flow_anchor == "velocity":
+            return head.to(x_t.dtype)
+        if anchor is None or anchor.shape != x_t.shape:
+            raise ValueError(f"flow_anchor 'condition' needs the conditioning latent tokens of shape "
+                             f"{tuple(x_t.shape)} as `anchor`")
+        x0 = anchor.to(head) + head
+        return anchored_velocity(x_t.to(head), torch.tensor(float(t), device=head.device), x0).to(x_t.dtype)
 
 
 def _routing(gen_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
