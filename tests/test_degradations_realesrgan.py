@@ -14,7 +14,8 @@ from PIL import Image
 from uare.degradations import DEFAULT_CONFIG, degrade, realesrgan_batch, sample_realesrgan
 from uare.degradations.jpeg import jpeg_roundtrip_uint8, quant_tables
 from uare.degradations.kernels import GAUSSIAN_FAMILIES, gaussian_family_kernel, sinc_kernel
-from uare.degradations.ops import _filter2d_direct, _filter2d_fft, usm_sharpen
+from uare.degradations.noise import _poisson_alias, _poisson_support, poisson_noise
+from uare.degradations.ops import _filter2d_direct, _filter2d_fft, torch_generator, usm_sharpen
 
 N_RECORDS = 2000
 
@@ -122,6 +123,37 @@ def test_fft_and_direct_filtering_agree():
     x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
     k = torch.stack([gaussian_family_kernel(21, 3.0, 1.0, 0.3), sinc_kernel(21, 1.0)])
     assert torch.allclose(_filter2d_fft(x, k), _filter2d_direct(x, k), atol=1e-5)
+
+
+def test_poisson_tables_sample_the_poisson_distribution():
+    from scipy import stats
+
+    threshold, alias = _poisson_alias(256)
+    k = _poisson_support(256)
+    for code in (0, 1, 40, 255):
+        # Probability of each count in the table: its own column's share plus the shares
+        # that other columns hand to it as their alias.
+        t, a = threshold[code * k:(code + 1) * k], alias[code * k:(code + 1) * k].astype(int)
+        prob = t / k + np.bincount(a, weights=(1 - t) / k, minlength=k)
+        lam = float(np.float32(code) / np.float32(255)) * 256
+        assert np.abs(prob - stats.poisson.pmf(np.arange(k), lam)).max() < 1e-12
+
+
+def test_poisson_counts_fit_the_pmf():
+    from scipy import stats
+
+    # 256 distinct levels, so vals = 256 photons at full scale; level 100 -> λ ≈ 100.4.
+    x = torch.linspace(0, 1, 256).repeat(3, 128, 1)[None]
+    n = poisson_noise(x, 1.0, False, torch_generator(5))
+    counts = torch.round((n + x) * 256)[..., 100].flatten().numpy().astype(int)
+    lam = float(np.float32(100) / np.float32(255)) * 256
+    bins = np.arange(int(lam - 25), int(lam + 26))
+    observed = np.array([(counts < bins[0]).sum()] + [(counts == b).sum() for b in bins[1:-1]]
+                        + [(counts >= bins[-1]).sum()])
+    cdf = stats.poisson.cdf(bins, lam)
+    expected = np.diff(np.concatenate([[0.0], cdf[:-1], [1.0]])) * counts.size
+    chi2 = ((observed - expected) ** 2 / expected).sum()
+    assert stats.chi2.sf(chi2, len(bins) - 1) > 1e-3
 
 
 def test_jpeg_continuous_quality_equals_pillow_at_integer_quality(astronaut):
