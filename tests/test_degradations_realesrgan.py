@@ -15,7 +15,8 @@ from uare.degradations import DEFAULT_CONFIG, degrade, realesrgan_batch, sample_
 from uare.degradations.jpeg import jpeg_roundtrip_uint8, quant_tables
 from uare.degradations.kernels import GAUSSIAN_FAMILIES, gaussian_family_kernel, sinc_kernel
 from uare.degradations.noise import _poisson_alias, _poisson_support, poisson_noise
-from uare.degradations.ops import _filter2d_direct, _filter2d_fft, torch_generator, usm_sharpen
+from uare.degradations.ops import (TRIM_MASS, _filter2d_direct, _filter2d_fft, filter2d, separable_taps,
+                                   torch_generator, trim_kernel, usm_sharpen)
 
 N_RECORDS = 2000
 
@@ -123,6 +124,34 @@ def test_fft_and_direct_filtering_agree():
     x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(0))
     k = torch.stack([gaussian_family_kernel(21, 3.0, 1.0, 0.3), sinc_kernel(21, 1.0)])
     assert torch.allclose(_filter2d_fft(x, k), _filter2d_direct(x, k), atol=1e-5)
+
+
+def test_one_kernel_paths_equal_the_direct_correlation():
+    """filter2d with one kernel trims negligible rings and picks two 1-D passes, a direct
+    or an FFT correlation: all equal the plain 2-D correlation to float rounding."""
+    x = torch.rand(2, 3, 45, 61, generator=torch.Generator().manual_seed(1))
+    kernels = {"iso": gaussian_family_kernel(21, 1.1, 1.1, 0.0),
+               "axis-aligned aniso": gaussian_family_kernel(15, 2.0, 0.6, 0.0),
+               "rotated aniso": gaussian_family_kernel(13, 2.5, 0.5, 0.7),
+               "generalized iso": gaussian_family_kernel(21, 2.5, 2.5, 0.0, beta=2.0, shape="generalized"),
+               "plateau": gaussian_family_kernel(9, 1.0, 1.0, 0.0, beta=1.5, shape="plateau"),
+               "sinc": sinc_kernel(21, 1.2)}
+    for name, k in kernels.items():
+        ref = _filter2d_direct(x, k[None].expand(2, -1, -1))
+        assert torch.allclose(filter2d(x, k), ref, atol=2e-6), name
+    assert separable_taps(kernels["iso"]) is not None
+    assert separable_taps(kernels["axis-aligned aniso"]) is not None
+    for name in ("rotated aniso", "generalized iso", "plateau", "sinc"):
+        assert separable_taps(kernels[name]) is None, name
+
+
+def test_trimming_drops_only_negligible_rings():
+    small = gaussian_family_kernel(21, 0.5, 0.5, 0.0)
+    t = trim_kernel(small, TRIM_MASS)
+    assert t.shape[-1] < 9 and float(small.double().abs().sum() - t.double().abs().sum()) <= TRIM_MASS
+    wide = gaussian_family_kernel(21, 3.0, 3.0, 0.0)
+    assert trim_kernel(wide, TRIM_MASS).shape == (21, 21)
+    assert trim_kernel(sinc_kernel(13, 1.0, pad_to=21)).shape == (13, 13)  # zero padding only
 
 
 def test_poisson_tables_sample_the_poisson_distribution():
