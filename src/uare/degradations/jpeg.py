@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .ops import tensor_to_uint8
 
 QUALITY = (10.0, 95.0)  # single-type range: severity 0 -> 95, severity 1 -> 10
 
@@ -43,22 +42,29 @@ def quant_tables(quality: float) -> list[list[int]]:
     return out
 
 
+def _roundtrip(img: Image.Image, quality: float) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", qtables=quant_tables(quality), subsampling=2)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out if out.mode == "RGB" else out.convert("RGB")
+
+
 def jpeg_roundtrip_uint8(arr: np.ndarray, quality: float) -> np.ndarray:
     """HxWx3 uint8 -> the same image after JPEG encoding and decoding (4:2:0)."""
-    buf = io.BytesIO()
-    Image.fromarray(arr, mode="RGB").save(buf, format="JPEG", qtables=quant_tables(quality),
-                                          subsampling=2)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
+    return np.asarray(_roundtrip(Image.fromarray(arr, mode="RGB"), quality))
 
 
 def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> JPEG-compressed, same layout. The input is clamped
     and rounded to 8 bits first, as any real encoder sees it."""
-    out = jpeg_roundtrip_uint8(tensor_to_uint8(torch.clamp(x, 0, 1)), quality)
-    t = torch.from_numpy(out.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    return t.to(x.device)
+    # Pillow takes and gives the three channels as planes (merge / split), so the tensor
+    # never goes through an interleaved HxWx3 copy in either direction.
+    planes = torch.clamp(x[0], 0, 1).mul_(255.0).round_().to(torch.uint8).cpu().numpy()
+    img = Image.merge("RGB", [Image.fromarray(p, mode="L") for p in planes])
+    out = np.stack([np.asarray(p) for p in _roundtrip(img, quality).split()])
+    return (torch.from_numpy(out).float() / 255.0)[None].to(x.device)
 
 
 def plan_jpeg(severity: float, rng: np.random.Generator) -> list[dict]:
