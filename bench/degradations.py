@@ -1,14 +1,18 @@
 """Throughput of the Real-ESRGAN degradation from 400x400 GT: one by one and batched.
 
 Prints images per second for both and their ratio (batched / one-by-one), measured in
-this process, for each torch thread count in --threads; --chunks also times other
-full-resolution chunk sizes (on the CPU `realesrgan_batch` sharpens and blurs one image
-at a time by default, the fastest choice measured here). Run it alone:
+this process, for each torch thread count in --threads, with the 1-minute load average
+before and after (another job on the 2 cores shows up there and in the figures).
+One by one, each image uses all the torch threads; batched, `realesrgan_batch` runs
+whole samples on as many threads as torch has, one torch thread each (threads in this
+process, no worker processes). --chunks also times the grouped full-resolution path
+(USM and first blur for that many samples at once, the default on a GPU). Run it alone:
 `flock /tmp/uare-cpu.lock .venv/bin/python bench/degradations.py`.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -49,7 +53,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", default="1,2", help="torch thread counts to time, e.g. 1,2")
     ap.add_argument("--chunks", default="", help="also time these full-resolution chunk sizes, e.g. 2,4,16")
-    ap.add_argument("--profile", action="store_true", help="print the top functions by time")
+    ap.add_argument("--profile", action="store_true",
+                    help="print the top functions of a batched call by time (use with --threads 1: "
+                         "cProfile sees only the calling thread, not the batch's worker threads)")
     args = ap.parse_args()
     gt = gt_batch(args.batch)
     seeds = list(range(args.batch))
@@ -67,6 +73,7 @@ def main() -> None:
 
 
 def report(threads, args, gt, seeds, one_by_one, batched) -> None:
+    load_before = os.getloadavg()[0]
     with torch.no_grad():
         single = images_per_second(one_by_one, args.batch, args.repeats)
         batch = images_per_second(batched, args.batch, args.repeats)
@@ -76,9 +83,11 @@ def report(threads, args, gt, seeds, one_by_one, batched) -> None:
         if args.profile:
             import cProfile
             import pstats
-            cProfile.runctx("batched()", globals(), locals(), "/tmp/degwork/bench.prof")
-            pstats.Stats("/tmp/degwork/bench.prof").sort_stats("tottime").print_stats(15)
-    print(f"realesrgan 400x400 -> 100x100, torch threads {threads}, batch {args.batch}")
+            prof = cProfile.Profile()
+            prof.runcall(batched)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    print(f"realesrgan 400x400 -> 100x100, torch threads {threads}, batch {args.batch}, "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"one by one: {single:7.1f} images/s")
     print(f"batched:    {batch:7.1f} images/s")
     print(f"batched / one by one: {batch / single:.2f}x")

@@ -17,6 +17,7 @@ from uare.degradations.kernels import GAUSSIAN_FAMILIES, gaussian_family_kernel,
 from uare.degradations.noise import _poisson_alias, _poisson_support, poisson_noise
 from uare.degradations.ops import (TRIM_MASS, _filter2d_direct, _filter2d_fft, filter2d, separable_taps,
                                    torch_generator, trim_kernel, usm_sharpen)
+from uare.degradations.realesrgan import run_each
 
 N_RECORDS = 2000
 
@@ -183,6 +184,33 @@ def test_poisson_counts_fit_the_pmf():
     expected = np.diff(np.concatenate([[0.0], cdf[:-1], [1.0]])) * counts.size
     chi2 = ((observed - expected) ** 2 / expected).sum()
     assert stats.chi2.sf(chi2, len(bins) - 1) > 1e-3
+
+
+def test_run_each_uses_every_worker_and_reraises():
+    out = [None] * 7
+    before = torch.get_num_threads()
+
+    def fn(i):
+        out[i] = (i * i, torch.get_num_threads())
+    run_each(fn, 7, workers=3)
+    assert [o[0] for o in out] == [i * i for i in range(7)] and all(o[1] == 1 for o in out)
+    assert torch.get_num_threads() == before
+
+    def bad(i):
+        if i == 2:
+            raise RuntimeError("sample 2 failed")
+    with pytest.raises(RuntimeError, match="sample 2"):
+        run_each(bad, 5, workers=2)
+
+
+def test_threaded_batch_is_deterministic_whatever_the_worker_count(small_photo):
+    gt = torch.from_numpy(np.stack([small_photo, small_photo[::-1].copy()] * 2).astype(np.float32) / 255)
+    gt = gt.permute(0, 3, 1, 2).contiguous()
+    seeds = [3, 4, 5, 6]
+    lq2, usm2, _ = realesrgan_batch(gt, seeds, workers=2)
+    lq3, usm3, _ = realesrgan_batch(gt, seeds, workers=3)
+    again, _, _ = realesrgan_batch(gt, seeds, workers=2)
+    assert torch.equal(lq2, lq3) and torch.equal(usm2, usm3) and torch.equal(lq2, again)
 
 
 def test_jpeg_continuous_quality_equals_pillow_at_integer_quality(astronaut):

@@ -25,12 +25,11 @@ def gaussian_noise(x: torch.Tensor, sigma: float, grey: bool, gen: torch.Generat
     return (n * (sigma / 255.0)).expand(1, c, h, w).to(x.device)
 
 
-def _poisson_levels(q: torch.Tensor) -> float:
-    """2^ceil(log2(#distinct 8-bit values)): the photon scale Real-ESRGAN derives from the
-    image itself. A histogram counts the values without sorting the whole image."""
-    codes = torch.round(q * 255.0).to(torch.int64).flatten().cpu()
-    distinct = int((torch.bincount(codes, minlength=256) > 0).sum())
-    return float(2 ** math.ceil(math.log2(max(distinct, 1))))
+def _poisson_levels(codes: torch.Tensor) -> int:
+    """2^ceil(log2(#distinct 8-bit values)) of int64 codes: the photon scale Real-ESRGAN
+    derives from the image itself. A histogram counts the values without sorting."""
+    distinct = int((torch.bincount(codes.flatten(), minlength=256) > 0).sum())
+    return 2 ** math.ceil(math.log2(max(distinct, 1)))
 
 
 # Support of the Poisson tables: the mass beyond vals + 12·sqrt(vals) + 40 is below 1e-30
@@ -76,23 +75,25 @@ def poisson_noise(x: torch.Tensor, scale: float, grey: bool, gen: torch.Generato
     Returns the noise only."""
     _, c, h, w = x.shape
     src = to_grey(x) if grey else x
-    q = torch.clamp(torch.round(src * 255.0), 0, 255) / 255.0
-    vals = _poisson_levels(q)
+    levels = torch.clamp(torch.round(src * 255.0), 0, 255)
+    q = levels / 255.0
+    codes = levels.to(torch.int64).cpu()
+    vals = _poisson_levels(codes)
     # The uniforms come from a numpy stream seeded from `gen`, so the whole stream stays
     # one deterministic sequence. Each pixel draws Poisson(λ_code) exactly (to float64)
     # from its level's alias table: u·K splits into a column (integer part) and the
     # uniform that picks the column or its alias (fraction, at least 44 bits).
     rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
-    threshold, alias = _poisson_alias(int(vals))
-    k = _poisson_support(int(vals))
-    codes = torch.round(q * 255.0).to(torch.int64).cpu().numpy()
+    threshold, alias = _poisson_alias(vals)
+    k = _poisson_support(vals)
     u = rng.random(codes.shape)
     u *= k
     col = np.floor(u)
     u -= col
-    idx = codes * k + col.astype(np.int64)
+    idx = codes.numpy() * k
+    idx += col.astype(np.int64)
     counts = np.where(u < threshold[idx], col.astype(np.float32), alias[idx])
-    noise = (torch.from_numpy(counts) / vals - q.cpu()) * scale
+    noise = (torch.from_numpy(counts) / float(vals) - q.cpu()) * scale
     return noise.expand(1, c, h, w).to(x.device)
 
 

@@ -2,10 +2,12 @@
 
 Sampling and application are separate: `sample_realesrgan_steps` draws every parameter
 of one sample (no pixels involved, so thousands of records cost milliseconds), and
-`realesrgan_batch` applies the drawn steps to a batch of GT tensors. The full-resolution
-work (USM sharpening and the first blur, most of the arithmetic) runs on the whole batch
-at once with one grouped convolution per kernel size; after the first random resize the
-samples have different sizes, so the remaining, smaller steps run per sample.
+`realesrgan_batch` applies the drawn steps to a batch of GT tensors. On the CPU each
+sample runs its whole pipeline on one thread and the samples are spread over the cores;
+on a GPU the full-resolution work (USM sharpening and the first blur, most of the
+arithmetic) runs on the whole batch at once with one grouped convolution per kernel
+size, and after the first random resize, which gives the samples different sizes, the
+remaining, smaller steps run per sample.
 
 Unlike the original, where the resize scales are drawn once per batch, every sample
 draws all of its own parameters: a record then describes one image completely and the
@@ -14,8 +16,9 @@ output of a sample does not depend on its batch-mates.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +27,8 @@ from .apply import apply_steps
 from .blur import kernel_severity
 from .kernels import KernelConfig, kernel_from_params, sample_kernel
 from .noise import sample_noise
-from .ops import RESIZE_MODES, filter2d_each, quantize, seed_streams, torch_generator, usm_sharpen
+from .ops import (RESIZE_MODES, filter2d, filter2d_each, quantize, seed_streams, torch_generator,
+                  usm_sharpen)
 
 PRESET = "realesrgan"
 
@@ -168,16 +172,22 @@ def sample_realesrgan(seed: int, size: tuple[int, int] = (400, 400),
 
 def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
                      cfg: RealESRGANConfig = DEFAULT_CONFIG,
-                     records: Optional[Sequence[dict]] = None, chunk: Optional[int] = None):
+                     records: Optional[Sequence[dict]] = None, chunk: Optional[int] = None,
+                     workers: Optional[int] = None):
     """Degrade a batch of GT images, each with its own seed.
 
     gt: (B, 3, H, W) float in [0, 1]. Returns (lq (B, 3, H/4, W/4) quantised to 8 bits,
     gt_usm (B, 3, H, W): the sharpened GT that Real-ESRGAN trains against, records).
     Sample i is the same whatever batch it is in, and equals degrade(..., seed=seeds[i]).
-    chunk: samples sharpened and blurred together at full resolution. Default: the whole
-    batch on a GPU; one at a time on the CPU, where a batch of 400x400 images falls out of
-    the caches and each image costs more than alone (measured: bench/degradations.py
-    --chunks). The per-sample kernels, noise and codec parameters are the same either way.
+
+    On the CPU (chunk None) every sample runs its whole pipeline on its own, `workers`
+    threads at a time (default: torch's thread count), each thread with one torch thread:
+    a sample's steps are small, sequential and partly outside torch (Pillow's JPEG, numpy's
+    sampling), so spreading whole samples over the cores keeps them busy where splitting
+    each step between threads did not (measured: bench/degradations.py).
+    chunk: samples sharpened and blurred together at full resolution with grouped
+    convolutions, the remaining steps then per sample; the default on a GPU (the whole
+    batch). The per-sample kernels, noise and codec parameters are the same either way.
     """
     if gt.ndim != 4 or gt.shape[1] != 3:
         raise ValueError(f"realesrgan_batch: expected (B, 3, H, W), got {tuple(gt.shape)}")
@@ -186,17 +196,88 @@ def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
     h, w = gt.shape[-2:]
     if records is None:
         records = [sample_realesrgan(s, (h, w), cfg) for s in seeds]
-    if chunk is None:
-        chunk = 1 if gt.device.type == "cpu" else gt.shape[0]
+    if chunk is None and gt.device.type != "cpu":
+        chunk = gt.shape[0]
+    if chunk is not None:
+        return _batch_chunked(gt, seeds, records, max(1, chunk))
+    b = gt.shape[0]
+    lq = torch.empty((b, 3, h // cfg.scale, w // cfg.scale), dtype=torch.float32)
+    gt_usm = torch.empty_like(gt, dtype=torch.float32)
+
+    def one(i: int) -> None:
+        lq[i:i + 1] = _degrade_one(gt[i:i + 1], records[i], seeds[i], gt_usm[i:i + 1])
+
+    run_each(one, b, workers or torch.get_num_threads())
+    return lq, gt_usm, list(records)
+
+
+def _degrade_one(gt: torch.Tensor, rec: dict, seed: int, usm_out: torch.Tensor) -> torch.Tensor:
+    """One sample, (1, 3, H, W): USM (written to usm_out), the first blur, then the
+    record's remaining steps. Returns the quantised LQ image."""
+    usm = rec["steps"][0]["params"]
+    with torch.no_grad():
+        sharp = usm_sharpen(gt.float(), usm["weight"], usm["threshold"], usm["radius"], out=usm_out)
+        x = filter2d(sharp, kernel_from_params(rec["steps"][1]["op"], rec["steps"][1]["params"]))
+        gen = torch_generator(seed_streams(seed)[1])
+        return quantize(apply_steps(x, rec["steps"][2:], gen))
+
+
+_SET_THREADS = threading.Lock()
+
+
+def run_each(fn: Callable[[int], None], n: int, workers: int) -> None:
+    """fn(0), ..., fn(n - 1) on up to `workers` threads, each limited to one torch thread
+    (thread counts are per thread in torch's OpenMP and MKL back ends, so the caller's
+    own setting is untouched; the global default that new threads start from is put
+    back afterwards). fn(i) must only write its own outputs; with one worker, or one
+    item, everything runs in the calling thread at its own thread count."""
+    workers = max(1, min(workers, n))
+    if workers == 1:
+        for i in range(n):
+            fn(i)
+        return
+    caller_threads = torch.get_num_threads()
+    lock, todo, errors = threading.Lock(), iter(range(n)), []
+    # Thread counts are set one thread at a time, and no thread starts work before all
+    # have set theirs: torch also resets its thread pools and oneDNN cache then.
+    ready = threading.Barrier(workers)
+
+    def loop() -> None:
+        with _SET_THREADS:
+            torch.set_num_threads(1)
+        ready.wait()
+        while not errors:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            try:
+                fn(i)
+            except BaseException as e:  # re-raised in the caller below
+                errors.append(e)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with _SET_THREADS:
+        torch.set_num_threads(caller_threads)
+    if errors:
+        raise errors[0]
+
+
+def _batch_chunked(gt: torch.Tensor, seeds: Sequence[int], records: Sequence[dict], chunk: int):
     usm = records[0]["steps"][0]["params"]
     gt_usm, outs = torch.empty_like(gt, dtype=torch.float32), []
-    for start in range(0, gt.shape[0], max(1, chunk)):
-        part = slice(start, start + max(1, chunk))
-        gt_usm[part] = usm_sharpen(gt[part].float(), usm["weight"], usm["threshold"], usm["radius"])
-        kernels = [kernel_from_params(r["steps"][1]["op"], r["steps"][1]["params"]).to(gt.device)
-                   for r in records[part]]
-        x = filter2d_each(gt_usm[part], kernels)
-        for i, (rec, seed) in enumerate(zip(records[part], seeds[part])):
-            gen = torch_generator(seed_streams(seed)[1])
-            outs.append(quantize(apply_steps(x[i:i + 1], rec["steps"][2:], gen)))
+    with torch.no_grad():
+        for start in range(0, gt.shape[0], chunk):
+            part = slice(start, start + chunk)
+            gt_usm[part] = usm_sharpen(gt[part].float(), usm["weight"], usm["threshold"], usm["radius"])
+            kernels = [kernel_from_params(r["steps"][1]["op"], r["steps"][1]["params"]).to(gt.device)
+                       for r in records[part]]
+            x = filter2d_each(gt_usm[part], kernels)
+            for i, (rec, seed) in enumerate(zip(records[part], seeds[part])):
+                gen = torch_generator(seed_streams(seed)[1])
+                outs.append(quantize(apply_steps(x[i:i + 1], rec["steps"][2:], gen)))
     return torch.cat(outs), gt_usm, list(records)
