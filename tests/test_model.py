@@ -220,3 +220,20 @@ def test_anchored_head_at_zero_predicts_the_condition_and_trains_on_x0():
     torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
     v_loss = ((out.velocity - p.flow_target).pow(2).mean(dim=1) * t[:, 0] ** 2).mean()
     torch.testing.assert_close(loss, v_loss, atol=1e-5, rtol=1e-4)
+
+
+def test_anchored_noisy_tokens_see_their_own_condition_token():
+    """anchor2llm adds each noisy token's condition token to its input, and stage 1
+    trains it (it is on the restoration side)."""
+    from uare.train.trainer import set_trainable
+
+    model = micro_model(flow_anchor="condition")
+    sample = edit_sample(3)
+    p = build_packed([sample], model.cfg, model.special_ids)
+    p.vae_timesteps = torch.where(p.vae_noisy, torch.tensor(0.5), torch.tensor(0.0))
+    before = model(p).velocity
+    with torch.no_grad():
+        model.anchor2llm.weight.normal_(std=0.5)
+    assert not torch.allclose(model(p).velocity, before)
+    names = set_trainable(model, "restoration")
+    assert any(n.startswith("anchor2llm.") for n in names)

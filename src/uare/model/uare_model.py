@@ -60,6 +60,11 @@ class UAREModel(nn.Module):
         self.time_embedder = TimestepEmbedder(d)
         self.vae2llm = nn.Linear(cfg.latent_token_dim, d)
         self.llm2vae = nn.Linear(d, cfg.latent_token_dim)
+        if cfg.flow_anchor == "condition":
+            # each noisy token also gets its own condition token added to its input (the
+            # concatenation conditioning of SR3-style restoration models), so a local
+            # correction needs no learned position-matching attention first
+            self.anchor2llm = nn.Linear(cfg.latent_token_dim, d)
         # kept outside the registered modules: Bagel ships it apart (ae.safetensors), so
         # state_dict() holds exactly the LLM-side keys; _apply below still moves it
         object.__setattr__(self, "autoencoder", Autoencoder(cfg.vae).requires_grad_(False).eval())
@@ -139,8 +144,17 @@ class UAREModel(nn.Module):
             h = h.index_copy(0, packed.vit_index, vit)
         if packed.vae_index.numel():
             lat = self.embed_latents(packed.vae_tokens.to(w.dtype), packed.vae_timesteps, packed.vae_pos_ids)
+            if self.cfg.flow_anchor == "condition" and packed.mse_rows.numel():
+                rows = packed.mse_rows
+                lat = lat.index_add(0, rows, self.anchor2llm(self._anchor_of(packed)[rows].to(w.dtype)))
             h = h.index_copy(0, packed.vae_index, lat)
         return h
+
+    @staticmethod
+    def _anchor_of(packed: "PackedSequence") -> torch.Tensor:
+        if packed.vae_anchor is None:
+            raise ValueError("flow_anchor 'condition' needs packed.vae_anchor (build the pack with sequence.build_packed)")
+        return packed.vae_anchor
 
     # ---- training forward ------------------------------------------------------
     def forward(self, packed: "PackedSequence") -> ModelOutput:
@@ -162,10 +176,8 @@ class UAREModel(nn.Module):
         head = self.llm2vae(hg[inv[packed.vae_index[packed.mse_rows]] - n_und])
         if self.cfg.flow_anchor == "velocity":
             return ModelOutput(logits=logits, velocity=head)
-        if packed.vae_anchor is None:
-            raise ValueError("flow_anchor 'condition' needs packed.vae_anchor (build the pack with sequence.build_packed)")
         rows = packed.mse_rows
-        x0 = packed.vae_anchor[rows].to(head) + head
+        x0 = self._anchor_of(packed)[rows].to(head) + head
         t = packed.vae_timesteps[rows].to(head)[:, None]
         return ModelOutput(logits=logits, velocity=anchored_velocity(packed.vae_tokens[rows].to(head), t, x0), x0=x0)
 
@@ -219,11 +231,15 @@ class UAREModel(nn.Module):
         self._run_block(ctx, h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long), False, True)
         ctx.rope += 1
 
-    def _latent_block(self, ctx, tokens: torch.Tensor, t: float, grid: tuple[int, int]):
+    def _latent_block(self, ctx, tokens: torch.Tensor, t: float, grid: tuple[int, int],
+                      anchor: Optional[torch.Tensor] = None):
         w = self.llm.embed_tokens.weight
         pos = latent_pos_ids(grid[0], grid[1], self.cfg.max_latent_size).to(w.device)
         tt = torch.full((tokens.shape[0],), float(t), device=w.device)
-        h, gen_mask = self._marker_block(self.embed_latents(tokens.to(w), tt, pos), gen=True)
+        inner = self.embed_latents(tokens.to(w), tt, pos)
+        if anchor is not None:
+            inner = inner + self.anchor2llm(anchor.to(w))
+        h, gen_mask = self._marker_block(inner, gen=True)
         return h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long)
 
     @torch.no_grad()
@@ -245,13 +261,15 @@ class UAREModel(nn.Module):
         """
         if x_t.shape[0] != grid[0] * grid[1]:
             raise ValueError(f"velocity: {x_t.shape[0]} tokens do not fill a {grid[0]}x{grid[1]} grid")
-        _, hg, _, _ = self._run_block(ctx, *self._latent_block(ctx, x_t, t, grid), False, False)
-        head = self.llm2vae(hg)
-        if self.cfg.flow_anchor == "velocity":
-            return head.to(x_t.dtype)
-        if anchor is None or anchor.shape != x_t.shape:
+        anchored = self.cfg.flow_anchor == "condition"
+        if anchored and (anchor is None or anchor.shape != x_t.shape):
             raise ValueError(f"flow_anchor 'condition' needs the conditioning latent tokens of shape "
                              f"{tuple(x_t.shape)} as `anchor`")
+        block = self._latent_block(ctx, x_t, t, grid, anchor if anchored else None)
+        _, hg, _, _ = self._run_block(ctx, *block, False, False)
+        head = self.llm2vae(hg)
+        if not anchored:
+            return head.to(x_t.dtype)
         x0 = anchor.to(head) + head
         return anchored_velocity(x_t.to(head), torch.tensor(float(t), device=head.device), x0).to(x_t.dtype)
 

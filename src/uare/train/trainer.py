@@ -3,7 +3,8 @@
 Trainable parameters (`train.trainable`):
 - "restoration" (stage 1): the parameters only VAE latent tokens pass through
   (bagel-facts §1 routing): every layer's gen expert, the gen final norm, vae2llm,
-  llm2vae and the time embedder (the latent position table is fixed sin-cos). The und
+  llm2vae, the time embedder (the latent position table is fixed sin-cos) and, for an
+  anchored head (flow_anchor "condition"), anchor2llm. The und
   expert, ViT, connector, token embeddings and LM head stay frozen, bit for bit.
 - "all" (stage 2): every parameter of the model; the autoencoder is not a parameter of
   the model (Bagel keeps it apart) and the tokenizer has none, so both stay fixed.
@@ -24,7 +25,7 @@ from . import checkpoint as ckpt
 from .parallel import DistEnv, full_tensor, like
 
 RESTORATION = re.compile(r"^llm\.layers\.\d+\.experts\.gen\.|^llm\.norm\.gen\.|^vae2llm\.|"
-                         r"^llm2vae\.|^time_embedder\.")
+                         r"^llm2vae\.|^time_embedder\.|^anchor2llm\.")
 WRAP = "_checkpoint_wrapped_module."
 
 
