@@ -237,3 +237,11 @@ def test_anchored_noisy_tokens_see_their_own_condition_token():
     assert not torch.allclose(model(p).velocity, before)
     names = set_trainable(model, "restoration")
     assert any(n.startswith("anchor2llm.") for n in names)
+
+
+def test_anchored_model_takes_a_pack_without_images():
+    """A stage-2 pack can hold only text/IQA samples: no latents, nothing to anchor."""
+    model = micro_model(flow_anchor="condition")
+    p = build_packed([[Text([5, 6, 7]), Text([8, 9], loss=True)]], model.cfg, model.special_ids)
+    out = model(p)
+    assert out.velocity.shape == (0, 64) and out.logits.shape[0] == 3

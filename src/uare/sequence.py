@@ -258,7 +258,7 @@ class _Builder:
             vae_timesteps=torch.zeros(noisy.shape[0]), vae_grids=self.vae_grids,
             ce_index=long(self.ce_index), ce_labels=long(self.ce_labels),
             mse_rows=torch.nonzero(noisy).flatten(),
-            vae_anchor=torch.cat(self.vae_anchor) if self.vae_anchor else None,
+            vae_anchor=torch.cat(self.vae_anchor) if self.vae_anchor else torch.zeros(0, self.cfg.latent_token_dim),
         )
 
 
