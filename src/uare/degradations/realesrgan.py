@@ -181,10 +181,11 @@ def realesrgan_batch(gt: torch.Tensor, seeds: Sequence[int],
     Sample i is the same whatever batch it is in, and equals degrade(..., seed=seeds[i]).
 
     On the CPU (chunk None) every sample runs its whole pipeline on its own, `workers`
-    threads at a time (default: torch's thread count), each thread with one torch thread:
-    a sample's steps are small, sequential and partly outside torch (Pillow's JPEG, numpy's
-    sampling), so spreading whole samples over the cores keeps them busy where splitting
-    each step between threads did not (measured: bench/degradations.py).
+    threads at a time (default: torch's thread count), each thread with one torch thread.
+    Measured with bench/degradations.py on 2 cores, 32 images: on an otherwise idle
+    machine a little quicker than one image at a time with each op split over two torch
+    threads (35-38 vs 31-36 images/s), and it keeps both threads working when another
+    job holds a core, where split ops wait on each other (18-21 vs 1.6 images/s).
     chunk: samples sharpened and blurred together at full resolution with grouped
     convolutions, the remaining steps then per sample; the default on a GPU (the whole
     batch). The per-sample kernels, noise and codec parameters are the same either way.
