@@ -290,6 +290,13 @@ def test_residual_decoding_cancels_the_autoencoders_error(uare, astronaut):
         outs[residual] = np.asarray(pipe.restore(img, task="denoise").image).astype(int)
     assert np.abs(outs[True] - img.astype(int)).max() <= 1
     assert np.abs(outs[False] - img.astype(int)).mean() > 5
+    # a task list: residual for the tasks named, direct for the others
+    model = _IdentityModel(uare.model, 64)
+    model.autoencoder = _LossyAE()
+    pipe = UARE(model, InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0),
+                                       residual_decode=["dejpeg"]))
+    assert np.array_equal(np.asarray(pipe.restore(img, task="dejpeg").image).astype(int), outs[True])
+    assert np.array_equal(np.asarray(pipe.restore(img, task="denoise").image).astype(int), outs[False])
 
 
 def test_inference_tile_and_iqa_crop_settings(uare, monkeypatch):

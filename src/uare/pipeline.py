@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -94,8 +94,10 @@ class InferenceConfig:
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
     # output = input + decode(restored latent) - decode(input latent) instead of
     # decode(restored latent): for a small autoencoder whose reconstruction error would
-    # otherwise cap every output (off by default: Bagel decodes directly)
-    residual_decode: bool = False
+    # otherwise cap every output. True: every task; a list: only those tasks (the input's
+    # detail the autoencoder cannot hold is worth keeping for sr/deblur/dejpeg, not for
+    # denoise, where that detail is the noise). Off by default: Bagel decodes directly.
+    residual_decode: Union[bool, list] = False
     # CPU threads while decoding text: one-token steps are so small that thread hand-offs
     # cost more than they save (20x slower with 2 threads on a busy 2-core machine)
     decode_threads: Optional[int] = 1
@@ -253,7 +255,7 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task = self._instruction(img, task, prompt, analyze)
-        job = _Job(instruction, analyze, steps, seed, self.device)
+        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda: progress(_tick(job), total)
@@ -262,6 +264,10 @@ class UARE:
         out = restore_any_size(x, lambda tile: self._restore_tile(tile, job), self.tiles)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
         return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
+
+    def _residual(self, task: str) -> bool:
+        r = self.config.residual_decode
+        return task in r if isinstance(r, (list, tuple)) else bool(r)
 
     def _input_for(self, image: ImageLike, task: str) -> Image.Image:
         img = load_image(image)
@@ -328,7 +334,7 @@ class UARE:
         latent = tokens_to_latents(x.to(self.dtype), gh, gw, p)
         ae = self.model.autoencoder
         pixels = ae.decode(latent[None])[0].float()
-        if self.config.residual_decode:
+        if job.residual:
             # add only what the model changed to the input: the autoencoder's own
             # reconstruction error of the input cancels instead of capping the output
             pixels = (tile.to(pixels) * 2 - 1) + pixels - ae.decode(cond[None].to(latent))[0].float()
@@ -453,6 +459,7 @@ class _Job:
     steps: int
     seed: int
     device: torch.device
+    residual: bool = False
     text: Optional[str] = None
     on_step: Optional[Callable[[], None]] = None
     steps_done: int = 0
