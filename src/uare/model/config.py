@@ -178,10 +178,11 @@ def _bagel_7b() -> ModelConfig:
 # tiny: sized by docs/cpu-budget.md (hidden 256, 8 layers ~ 2-3k tokens/s fwd+bwd on 2 cores);
 # 4x-down autoencoder because 8x needs far longer training here to stop capping quality
 # (ch 32: a step costs ~1/4 of ch 64's, measured). Vocabulary 1280: the BPE trained on our
-# own texts stops at 1,180 merges. max_latent_size 32 (256 px tiles) and SwiGLU 576 keep the
-# shipped folder under 60 MB in fp32 (model 53.2 MB + autoencoder 3.8 MB) and a 512 px
-# restore at 4 tiles of 1,024 tokens. flow_anchor "condition": see ModelConfig and the
-# model card (session 1's velocity head at ~1M tokens stayed 19 dB below bicubic).
+# own texts stops at 1,180 merges. max_latent_size 32 (canvases up to 256 px; the shipped
+# inference.json restores in 128 px tiles, the training crop) and SwiGLU 576 keep the
+# shipped folder under 60 MB in fp32 (model 53.3 MB + autoencoder 3.8 MB). flow_anchor
+# "condition": see ModelConfig and the model card (session 1's velocity head at ~1M tokens
+# stayed 19 dB below bicubic).
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(llm=LLMConfig(vocab_size=1280, intermediate_size=576), max_latent_size=32,
                         timestep_shift=4.0, flow_anchor="condition"),
