@@ -141,9 +141,14 @@ def filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"filter2d: need 1 or {b} odd square kernels, got shape {tuple(kernels.shape)}")
     if kernels.shape[0] == 1:
         return _filter2d_shared(x, kernels[0])
-    if k >= FFT_MIN_KERNEL:
+    return _filter2d_sized(x, kernels)
+
+
+def _filter2d_sized(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """(1 or B, k, k) kernels: a grouped convolution below FFT_MIN_KERNEL, else the FFT."""
+    if kernels.shape[-1] >= FFT_MIN_KERNEL:
         return _filter2d_fft(x, kernels)
-    return _filter2d_direct(x, kernels)
+    return _filter2d_direct(x, kernels.expand(x.shape[0], -1, -1))
 
 
 def _filter2d_shared(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -151,9 +156,7 @@ def _filter2d_shared(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     taps = separable_taps(kernel)
     if taps is not None:
         return separable_filter(x, *taps)
-    if kernel.shape[-1] >= FFT_MIN_KERNEL:
-        return _filter2d_fft(x, kernel[None])
-    return _filter2d_direct(x, kernel[None].expand(x.shape[0], -1, -1))
+    return _filter2d_sized(x, kernel[None])
 
 
 def trim_kernel(kernel: torch.Tensor, mass: float = 0.0) -> torch.Tensor:
@@ -227,9 +230,7 @@ def filter2d_each(x: torch.Tensor, kernels: Sequence[torch.Tensor]) -> torch.Ten
     for size, idx in groups.items():
         big = max(trimmed[i].shape[-1] for i in idx)
         sel = torch.tensor(idx, device=x.device)
-        kernels_g = torch.stack([_pad_kernel(trimmed[i], big) for i in idx])
-        out[sel] = (_filter2d_fft(x[sel], kernels_g) if big >= FFT_MIN_KERNEL else
-                    _filter2d_direct(x[sel], kernels_g))
+        out[sel] = _filter2d_sized(x[sel], torch.stack([_pad_kernel(trimmed[i], big) for i in idx]))
     return out
 
 

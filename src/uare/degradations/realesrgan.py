@@ -218,9 +218,17 @@ def _degrade_one(gt: torch.Tensor, rec: dict, seed: int, usm_out: torch.Tensor) 
     usm = rec["steps"][0]["params"]
     with torch.no_grad():
         sharp = usm_sharpen(gt.float(), usm["weight"], usm["threshold"], usm["radius"], out=usm_out)
-        x = filter2d(sharp, kernel_from_params(rec["steps"][1]["op"], rec["steps"][1]["params"]))
-        gen = torch_generator(seed_streams(seed)[1])
-        return quantize(apply_steps(x, rec["steps"][2:], gen))
+        return _after_first_blur(filter2d(sharp, _first_kernel(rec)), rec, seed)
+
+
+def _first_kernel(rec: dict) -> torch.Tensor:
+    return kernel_from_params(rec["steps"][1]["op"], rec["steps"][1]["params"])
+
+
+def _after_first_blur(x: torch.Tensor, rec: dict, seed: int) -> torch.Tensor:
+    """The record's steps after USM and the first blur, from the sample's own noise
+    stream; returns the quantised LQ image."""
+    return quantize(apply_steps(x, rec["steps"][2:], torch_generator(seed_streams(seed)[1])))
 
 
 _SET_THREADS = threading.Lock()
@@ -275,10 +283,7 @@ def _batch_chunked(gt: torch.Tensor, seeds: Sequence[int], records: Sequence[dic
         for start in range(0, gt.shape[0], chunk):
             part = slice(start, start + chunk)
             gt_usm[part] = usm_sharpen(gt[part].float(), usm["weight"], usm["threshold"], usm["radius"])
-            kernels = [kernel_from_params(r["steps"][1]["op"], r["steps"][1]["params"]).to(gt.device)
-                       for r in records[part]]
-            x = filter2d_each(gt_usm[part], kernels)
-            for i, (rec, seed) in enumerate(zip(records[part], seeds[part])):
-                gen = torch_generator(seed_streams(seed)[1])
-                outs.append(quantize(apply_steps(x[i:i + 1], rec["steps"][2:], gen)))
+            x = filter2d_each(gt_usm[part], [_first_kernel(r).to(gt.device) for r in records[part]])
+            outs += [_after_first_blur(x[i:i + 1], rec, seed)
+                     for i, (rec, seed) in enumerate(zip(records[part], seeds[part]))]
     return torch.cat(outs), gt_usm, list(records)
