@@ -56,12 +56,21 @@ class AERecipe:
     seed: int = 0
     threads: int = 2
     out_dir: str = "runs/tiny/autoencoder"
+    # start from a trained autoencoder: a model folder (config.json + ae.safetensors) or an
+    # autoencoder folder (ae_config.json + ae.safetensors); its shape replaces `vae`
+    init: str = ""
+    # false: train the decoder alone. The encoder, and so every latent the flow model was
+    # trained on, stays bit for bit, so a sharper decoder drops into a trained model
+    train_encoder: bool = True
+    device: str = "auto"          # auto: cuda when there is one
 
 
-def lr_at(r: AERecipe, step: int) -> float:
+def lr_at(r: AERecipe, step: int, time_frac: float = 0.0) -> float:
+    """Constant, then linear decay from decay_from to `steps`; with a time box
+    (--time-box) the decay also follows the fraction of the time spent, whichever is further."""
     if r.decay_from is None or step < r.decay_from:
         return r.lr
-    frac = min(1.0, (step - r.decay_from) / max(1, r.steps - r.decay_from))
+    frac = min(1.0, max((step - r.decay_from) / max(1, r.steps - r.decay_from), time_frac))
     return r.lr * (1.0 - frac * (1.0 - r.lr_end_ratio))
 
 
@@ -125,7 +134,11 @@ def evaluate(ae: Autoencoder, images: list[torch.Tensor]) -> float:
     """Mean PSNR-RGB (8-bit quantised) of encode(mean) -> decode over the images."""
     ae.eval()
     vals = []
+    if not images:
+        return float("nan")   # no dev images given (eval_dirs: [])
+    dev = next(ae.parameters()).device
     for x in images:
+        x = x.to(dev)
         y = ae.decode(ae.encode(x, sample=False)).clamp(-1, 1)
         q = lambda t: torch.round((t + 1) * 127.5)
         mse = torch.mean((q(y) - q(x)) ** 2).item()
@@ -134,26 +147,28 @@ def evaluate(ae: Autoencoder, images: list[torch.Tensor]) -> float:
     return float(np.mean(vals))
 
 
-def loss_fn(ae: Autoencoder, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, float]:
-    mean, logvar = ae.encoder(x).chunk(2, dim=1)
+def loss_fn(ae: Autoencoder, x: torch.Tensor, kl_weight: float,
+            train_encoder: bool = True) -> tuple[torch.Tensor, float]:
+    with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+        mean, logvar = ae.encoder(x).chunk(2, dim=1)
     logvar = logvar.clamp(-30.0, 20.0)
     z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
     y = ae.decoder(z)
     l1 = (y - x).abs().mean()
     kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).mean()
-    return l1 + kl_weight * kl, float(l1)
+    return l1 + kl_weight * kl, float(l1.detach())
 
 
 def save_state(folder: Path, ae: Autoencoder, opt: torch.optim.Optimizer, step: int) -> None:
     """model + AdamW moments + step, under a temp name then renamed (a kill leaves the old one)."""
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp / "ae.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ae.state_dict().items()}, str(tmp / "ae.safetensors"))
     names = {id(p): n for n, p in ae.named_parameters()}
     moments = {}
     for p, s in opt.state.items():
         for k, v in s.items():
-            moments[f"{names[id(p)]}/{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+            moments[f"{names[id(p)]}/{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).cpu().contiguous()
     save_file(moments, str(tmp / "optimizer.safetensors"))
     (tmp / "state.json").write_text(json.dumps({"step": step}))
     if folder.exists():
@@ -174,7 +189,8 @@ def load_state(folder: Path, ae: Autoencoder, opt: torch.optim.Optimizer) -> int
     moments = load_file(str(folder / "optimizer.safetensors"))
     for n, p in ae.named_parameters():
         if f"{n}/exp_avg" in moments:
-            opt.state[p] = {k: moments[f"{n}/{k}"] for k in ("step", "exp_avg", "exp_avg_sq")}
+            opt.state[p] = {"step": moments[f"{n}/step"],
+                            **{k: moments[f"{n}/{k}"].to(p.device) for k in ("exp_avg", "exp_avg_sq")}}
     return int(json.loads((folder / "state.json").read_text())["step"])
 
 
@@ -182,16 +198,28 @@ def load_state(folder: Path, ae: Autoencoder, opt: torch.optim.Optimizer) -> int
 def latent_stats(ae: Autoencoder, images: list[np.ndarray], crop: int, n: int = 64) -> tuple[float, float]:
     """(mean, std) of raw posterior means over n training crops: shift and 1/scale."""
     rng = random.Random(1234)
-    zs = [ae.encoder(random_batch(images, 8, crop, rng)).chunk(2, dim=1)[0] for _ in range(n // 8)]
+    dev = next(ae.parameters()).device
+    zs = [ae.encoder(random_batch(images, 8, crop, rng).to(dev)).chunk(2, dim=1)[0] for _ in range(n // 8)]
     z = torch.cat(zs)
     return float(z.mean()), float(z.std())
 
 
+def init_config(folder: str) -> dict:
+    """The autoencoder shape (with its latent scale and shift) of a model or autoencoder folder."""
+    f = Path(folder)
+    if (f / "config.json").exists():
+        return json.loads((f / "config.json").read_text())["vae"]
+    if (f / "ae_config.json").exists():
+        return json.loads((f / "ae_config.json").read_text())["config"]
+    raise ValueError(f"{folder}: no config.json or ae_config.json to start the autoencoder from")
+
+
 def finish(r: AERecipe, ae: Autoencoder, cfg: AutoencoderConfig, train_imgs, step: int, psnr: float) -> None:
-    shift, std = latent_stats(ae, train_imgs, r.crop)
-    cfg.shift_factor, cfg.scale_factor = round(shift, 4), round(1.0 / std, 4)
+    if r.train_encoder:  # a frozen encoder keeps its latents, so its scale and shift stay
+        shift, std = latent_stats(ae, train_imgs, r.crop)
+        cfg.shift_factor, cfg.scale_factor = round(shift, 4), round(1.0 / std, 4)
     out = Path(r.out_dir)
-    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(out / "ae.safetensors.tmp"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ae.state_dict().items()}, str(out / "ae.safetensors.tmp"))
     os.replace(out / "ae.safetensors.tmp", out / "ae.safetensors")
     info = {"config": asdict(cfg), "steps": step, "eval_psnr_rgb": round(psnr, 3),
             "params": sum(p.numel() for p in ae.parameters())}
@@ -205,14 +233,24 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
     ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--time-box", action="store_true",
+                    help="with --max-minutes: decay the lr over the time after decay_from and "
+                         "finish (write ae.safetensors) when the time is up, for a fixed-length job")
     args = ap.parse_args(argv)
     r = load_recipe(args.recipe, args.set)
     torch.set_num_threads(r.threads)
     torch.manual_seed(r.seed)
-    cfg = AutoencoderConfig(**{k: tuple(v) if k == "ch_mult" else v for k, v in r.vae.items()})
+    vae = init_config(r.init) if r.init else r.vae
+    cfg = AutoencoderConfig(**{k: tuple(v) if k == "ch_mult" else v for k, v in vae.items()})
     cfg.validate()
     ae = Autoencoder(cfg)
-    opt = torch.optim.AdamW(ae.parameters(), lr=r.lr, weight_decay=0.0)
+    if r.init:
+        ae.load_state_dict(load_file(str(Path(r.init) / "ae.safetensors")))
+    ae.encoder.requires_grad_(r.train_encoder)
+    device = torch.device("cuda" if r.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if r.device == "auto" else r.device))
+    ae.to(device)
+    opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=r.lr, weight_decay=0.0)
     out = Path(r.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     step = load_state(out / "state", ae, opt)
@@ -222,10 +260,16 @@ def main(argv=None) -> int:
     print(f"autoencoder {sum(p.numel() for p in ae.parameters()) / 1e6:.2f} M params, "
           f"{cfg.downsample}x down, {len(train_imgs)} train images, {len(dev)} dev crops, step {step}", flush=True)
     t0, log = time.time(), out / "log.jsonl"
+    box = 60 * args.max_minutes if args.time_box and args.max_minutes else None
+    t_decay = None
     while step < r.steps and not args.eval_only:
+        if box and t_decay is None and r.decay_from is not None and step >= r.decay_from:
+            t_decay = time.time()
+        time_frac = (time.time() - t_decay) / max(1e-9, box - (t_decay - t0)) if box and t_decay else 0.0
         for group in opt.param_groups:
-            group["lr"] = lr_at(r, step)
-        loss, l1 = loss_fn(ae, random_batch(train_imgs, r.batch, r.crop, rng), r.kl_weight)
+            group["lr"] = lr_at(r, step, time_frac)
+        x = random_batch(train_imgs, r.batch, r.crop, rng).to(device, non_blocking=True)
+        loss, l1 = loss_fn(ae, x, r.kl_weight, r.train_encoder)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -239,8 +283,10 @@ def main(argv=None) -> int:
             with open(log, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-        if timed_out:
+        if timed_out and not box:
             return 0
+        if timed_out:
+            break
     finish(r, ae, cfg, train_imgs, step, evaluate(ae, dev))
     return 0
 

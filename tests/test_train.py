@@ -139,3 +139,37 @@ def test_a_run_killed_mid_flight_resumes_to_the_unbroken_loss(tmp_path, manifest
     # the metrics CSV goes on where the killed run's last checkpoint left it
     lines = (tmp_path / "k" / "run2" / "metrics.csv").read_text().splitlines()
     assert [l.split(",")[0] for l in lines[1:]][-4 + k:] == [str(i) for i in range(k + 1, 5)]
+
+
+def test_sample_workers_build_the_same_samples_as_the_training_process(tmp_path, manifests):
+    """data.workers moves sample building into spawned processes; samples are pure functions
+    of their index, so the packs (pixels, text, noise) must not change."""
+    t = trainer_for(tmp_path, manifests, 2, ["data.samples_per_step=3"])
+    try:
+        for step in (0, 1):
+            inline = t.obj.raw_samples(step, workers=0)
+            pooled = t.obj.raw_samples(step, workers=2)
+            assert [s.index for s in pooled] == [s.index for s in inline]
+            for a, b in zip(inline, pooled):
+                assert [(i.role, i.text, i.loss) for i in a.items] == [(i.role, i.text, i.loss) for i in b.items]
+                for ia, ib in zip(a.items, b.items):
+                    if ia.image is not None:
+                        assert ia.image.tobytes() == ib.image.tobytes()
+        assert t.obj._futures  # the next steps were already queued
+    finally:
+        t.obj.close()
+    assert t.obj._pool is None and not t.obj._futures
+
+
+def test_a_time_limited_run_stops_checkpointed_and_exports(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 1, ["train.steps=50", "data.samples_per_step=1",
+                                             "checkpoint.every=100"])
+    rows = t.train(max_seconds=0.0, export_to=tmp_path / "export")
+    assert len(rows) == 1 and t.step == 1  # one step always runs, then the clock stops it
+    assert ckpt.latest(t.ckpt_dir) is not None  # saved though checkpoint.every was not reached
+    m = UAREModel.from_pretrained(tmp_path / "export")
+    assert torch.equal(m.state_dict()["llm2vae.weight"], t.ema["llm2vae.weight"])
+    assert not (t.out / "final").exists()  # not finished: no final folder
+    again = trainer_for(tmp_path, manifests, 1, ["train.steps=50", "data.samples_per_step=1",
+                                                 "checkpoint.every=100"])
+    assert again.train(max_steps=1)[0]["step"] == 2  # resumes where the clock stopped it

@@ -66,6 +66,10 @@ class DataConfig:
     # build step s+1's packs in a thread while step s computes: on for GPUs (paper
     # recipes); off by default, as on 2 CPU cores the thread only competes for the cores
     prefetch: bool = False
+    # processes that build samples (decode, crop, degrade) a few steps ahead, like a
+    # DataLoader's workers: for GPU runs, where one process cannot feed the device; 0 builds
+    # them in the training process (the right choice on 2 CPU cores)
+    workers: int = 0
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:

@@ -53,7 +53,7 @@ def make_trainer(recipe: Recipe, model=None, env=None, degrade_fn: Optional[Call
     obj = Objective(model, tok, stream, d.samples_per_step, d.max_tokens_per_pack,
                     DropoutConfig(d.cfg_text_drop, d.cfg_vit_drop, d.cfg_vae_drop),
                     recipe.loss.timestep_shift, recipe.loss.ce_weight, recipe.loss.mse_weight,
-                    d.seed, env.rank, env.world)
+                    d.seed, env.rank, env.world, workers=d.workers)
     parallelize(model, env, recipe.parallel)  # sharding makes new parameter objects...
     return Trainer(recipe, model, obj, env, progress=progress)  # ...so the optimizer comes after
 

@@ -17,6 +17,7 @@ were packed; the reduction is `losses.compute_losses`.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,19 @@ class Pack:
     tokens: int
 
 
+_STREAM = None
+
+
+def _worker_init(stream: SampleStream) -> None:
+    global _STREAM
+    torch.set_num_threads(1)  # one core per worker: the pool is the parallelism
+    _STREAM = stream
+
+
+def _worker_sample(n: int) -> RawSample:
+    return _STREAM[n]
+
+
 def _generator(seed: int, n: int, what: str, device="cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(random.Random(f"{seed}:{what}:{n}").getrandbits(63))
@@ -45,14 +59,16 @@ class Objective:
 
     def __init__(self, model, tokenizer, stream: SampleStream, samples_per_step: int,
                  max_tokens: int, dropout: DropoutConfig, shift: float,
-                 ce_weight: float, mse_weight: float, seed: int, rank: int = 0, world: int = 1):
+                 ce_weight: float, mse_weight: float, seed: int, rank: int = 0, world: int = 1,
+                 workers: int = 0):
         if samples_per_step % world:
             raise ValueError(f"data.samples_per_step ({samples_per_step}) must be divisible by "
                              f"the number of processes ({world})")
         self.model, self.tok, self.stream = model, tokenizer, stream
         self.B, self.max_tokens, self.dropout = samples_per_step, max_tokens, dropout
         self.shift, self.ce_w, self.mse_w, self.seed = shift, ce_weight, mse_weight, seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.workers = rank, world, workers
+        self._pool, self._futures, self._lock = None, {}, threading.Lock()
         cfg = model.cfg
         self.vae_stride = cfg.vae.downsample * cfg.latent_patch_size
         self.vit_stride = cfg.vit.patch_size
@@ -74,9 +90,41 @@ class Objective:
         g = _generator(self.seed, n, "vae", next(self.model.autoencoder.parameters()).device)
         return to_items(sample, self.tok.encode, lambda p: self._encode(p, g), dropped)
 
+    def raw_samples(self, step: int, workers: int = 0, ahead: int = 2) -> list[RawSample]:
+        """The step's raw samples; with workers > 0 they come from a process pool that is
+        kept `ahead` steps in front (samples are pure functions of n, so who builds them and
+        when cannot change them)."""
+        idx = self.sample_indexes(step)
+        if workers <= 0:
+            return [self.stream[n] for n in idx]
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn, not fork: a forked child of a process that already ran OpenMP
+                # threads can hang in its first parallel region
+                self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_worker_init, initargs=(self.stream,))
+            for s in range(step, step + ahead + 1):
+                for n in self.sample_indexes(s):
+                    if n not in self._futures:
+                        self._futures[n] = self._pool.submit(_worker_sample, n)
+            futures = [self._futures.pop(n) for n in idx]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop the sample workers (if any); a later step starts them again."""
+        with self._lock:
+            if self._pool is not None:
+                for f in self._futures.values():
+                    f.cancel()
+                self._pool.shutdown(wait=True)
+            self._pool, self._futures = None, {}
+
     def packs(self, step: int) -> list[Pack]:
         idx = self.sample_indexes(step)
-        samples = [self.stream[n] for n in idx]
+        samples = self.raw_samples(step, self.workers)
         sizes = [sum(item_tokens(it, len(self.tok.encode(it.text)) if it.role == "text" else 0,
                                  self.vae_stride, self.vit_stride) for it in s.items) for s in samples]
         out = []

@@ -176,6 +176,8 @@ class Trainer:
                 f.cancel()
             self._pool.shutdown(wait=True)
             self._pool, self._ahead = None, {}
+        if hasattr(self.obj, "close"):
+            self.obj.close()
 
     def train_step(self) -> dict:
         t0 = time.perf_counter()
@@ -214,7 +216,11 @@ class Trainer:
     def export(self, folder: Path) -> None:
         """The EMA weights as a model folder (config, model, autoencoder, tokenizer) that
         `UAREModel.from_pretrained` loads: the next stage's `model.init`."""
-        _, ema, _ = self._full_states()
+        if self.env.world == 1:  # no collective needed: the model's own tensors, EMA on top
+            ema = {clean_name(k): v.detach().cpu() for k, v in self.model.state_dict().items()}
+            ema.update({n: t.detach().cpu() for n, t in self.ema.items()})
+        else:
+            _, ema, _ = self._full_states()
         if not self.env.main:
             return
         from ..model import UAREModel
@@ -229,17 +235,26 @@ class Trainer:
         out.save_pretrained(folder)
 
     # ---- the loop ----------------------------------------------------------------
-    def train(self, max_steps: Optional[int] = None) -> list[dict]:
-        """Run to train.steps (or stop after max_steps more); checkpoints every
-        checkpoint.every steps and at the end. Returns this call's metric rows."""
+    def train(self, max_steps: Optional[int] = None, max_seconds: Optional[float] = None,
+              export_to: Optional[Path] = None) -> list[dict]:
+        """Run to train.steps, or stop earlier after max_steps more steps or once max_seconds
+        have passed (checked between steps); checkpoints every checkpoint.every steps and
+        where it stops, so a stopped run resumes. At train.steps the EMA weights go to
+        out_dir/final; export_to writes them wherever the run stops (a time-boxed job's
+        result). Returns this call's metric rows."""
+        t_start = time.monotonic()
         self.resume()
         self.out.mkdir(parents=True, exist_ok=True)
         log = MetricsLog(self.out, self.r.log.tensorboard) if self.env.main else None
         end = self.r.train.steps if max_steps is None else min(self.r.train.steps, self.step + max_steps)
-        rows = []
+        rows, stopped = [], False
         bar = self._bar(end)
         try:
             while self.step < end:
+                if max_seconds is not None and rows and self._time_up(t_start, max_seconds):
+                    end = self.step
+                    stopped = self.step % self.r.checkpoint.every != 0
+                    break
                 row = self.train_step()
                 if not math.isfinite(row["loss"]):
                     raise FloatingPointError(f"loss is {row['loss']} at step {row['step']}")
@@ -253,6 +268,10 @@ class Trainer:
                     self.save()
             if self.step == self.r.train.steps and rows:
                 self.export(self.out / "final")
+            if export_to is not None and self.step > 0:
+                self.export(Path(export_to))
+            if stopped:  # after the export: a time-boxed job's result comes first
+                self.save()
         finally:
             self._stop_prefetch()
             if bar:
@@ -260,6 +279,11 @@ class Trainer:
             if log:
                 log.close()
         return rows
+
+    def _time_up(self, t_start: float, max_seconds: float) -> bool:
+        """Whether any rank has run past max_seconds: every rank must stop at the same step."""
+        late = float(time.monotonic() - t_start > max_seconds)
+        return bool(self.env.all_reduce(torch.tensor([late]), op="max")[0] > 0)
 
     def _bar(self, end: int):
         if not (self.progress and self.env.main):

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A time-boxed continuation of the tiny recipe on a lent GPU machine (one call, ~9 minutes):
+#   1. the autoencoder's decoder fine-tuned alone (recipes/tiny/autoencoder-decoder.yaml):
+#      the encoder, and so every latent the model was trained on, stays bit for bit;
+#   2. at the same time, stage 2 (recipes/tiny/stage2-unified.yaml) continued from the
+#      shipped weights with a 64-sample global batch, samples built by worker processes.
+# Both stop by the clock and write their results; the model comes back in <= 16 MB shards
+# (the device tool's file limit), reassembled here by scripts/device/collect.py.
+# Needs the folder from scripts/device/prepare.py (default .gpu) carried along.
+# If CUDA training fails at once, the same stage-2 run goes on on the machine's CPUs.
+#   OUT=/somewhere MINUTES=7 bash scripts/device/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+G=${GPU_DIR:-.gpu}
+MIN=${MINUTES:-7}
+OUT=${OUT:?set OUT to the folder that comes back}
+PY=${PY:-python3}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+W=/tmp/uare-device
+T0=$(date +%s)
+mkdir -p "$W" runs
+log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
+log "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | head -1); $(nproc) cpus"
+$PY -c "import torch, safetensors, tokenizers, scipy, yaml; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$OUT/run.log"
+
+# float16 carry -> float32 model folder
+$PY - "$G/init" "$W/init" <<'PYEOF' 2>&1 | tee -a "$OUT/run.log"
+import shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+sd = load_file(str(src / "model.safetensors"))
+save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, str(dst / "model.safetensors"))
+for f in ("config.json", "ae.safetensors", "tokenizer.json"):
+    shutil.copy2(src / f, dst / f)
+print("init", dst, len(sd), "tensors")
+PYEOF
+rm -rf runs/tiny-data && cp -r "$G/tiny-data" runs/tiny-data
+
+log "autoencoder decoder: $MIN min in the background"
+OMP_NUM_THREADS=2 $PY scripts/train_autoencoder.py recipes/tiny/autoencoder-decoder.yaml \
+  --set init="$W/init" --set "train_dirs=[$G/train]" --set "eval_dirs=[]" --set out_dir="$W/ae" \
+  --set threads=2 --max-minutes "$MIN" --time-box > "$W/ae.log" 2>&1 &
+AE=$!
+
+S2=(tiny/stage2-unified --set model.init="$W/init" --set train.out_dir="$W/stage2"
+    --set train.steps=1000000 --set checkpoint.every=1000000 --set log.every=1
+    --set data.samples_per_step=64 --set data.max_tokens_per_pack=16384 --set data.workers=${WORKERS:-10}
+    --set data.seed=1 --set train.seed=1 --set optim.warmup_steps=20 --set data.prefetch=true
+    --set parallel.activation_checkpointing=off --export "$W/export")
+log "stage 2 on $( $PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
+OMP_NUM_THREADS=3 $PY -m uare train "${S2[@]}" --max-minutes "$MIN" > "$W/stage2.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && [ ! -d "$W/export" ]; then
+  log "stage 2 failed on the GPU (rc $rc): the same run on the CPUs"
+  tail -30 "$W/stage2.log" >> "$OUT/run.log"
+  rm -rf "$W/stage2"
+  LEFT=$($PY -c "print(max(0.5, $MIN - ($(date +%s) - $T0) / 60))")
+  CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=6 $PY -m uare train "${S2[@]}" --set data.workers=6 \
+    --set data.samples_per_step=16 --max-minutes "$LEFT" > "$W/stage2-cpu.log" 2>&1
+  log "cpu run rc $?"
+fi
+wait $AE; log "autoencoder rc $?"
+
+# results: model shards, autoencoder, logs
+$PY - "$W/export" "$W/ae" "$OUT" <<'PYEOF' 2>&1 | tee -a "$OUT/run.log"
+import shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+exp, ae, out = (Path(a) for a in sys.argv[1:])
+if (exp / "model.safetensors").exists():
+    sd = load_file(str(exp / "model.safetensors"))
+    shards, cur, size = [], {}, 0
+    for k in sorted(sd):
+        n = sd[k].numel() * sd[k].element_size()
+        if cur and size + n > 15_000_000:
+            shards.append(cur); cur, size = {}, 0
+        cur[k] = sd[k].contiguous(); size += n
+    shards.append(cur)
+    for i, s in enumerate(shards):
+        save_file(s, str(out / f"model-{i:02d}.safetensors"))
+    shutil.copy2(exp / "config.json", out / "config.json")
+    print("model:", len(shards), "shards")
+else:
+    print("no stage-2 export")
+f = ae / "ae.safetensors"
+if f.exists():
+    shutil.copy2(f, out / "ae.safetensors")
+    print("autoencoder:", (ae / "ae_config.json").read_text() if (ae / "ae_config.json").exists() else "no config")
+PYEOF
+{ for f in "$W"/stage2*.log "$W/ae.log" "$W"/stage2/metrics.csv "$W/ae/log.jsonl"; do
+    [ -f "$f" ] && { echo "=== $f"; tail -c 300000 "$f"; }; done; } > "$OUT/logs.txt"
+log "done"; ls -la "$OUT" | tee -a "$OUT/run.log"
