@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MODEL=${1:-weights/uare-tiny}
 LIMIT=${2:-2}
 DEV=../shared/data/dev
-OUT=runs/eval-tiny
+OUT=${UARE_EVAL_OUT:-runs/eval-tiny}   # one folder per model: cc15 reuses outputs found there
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${UARE_THREADS:-1}
 U="nice -n ${UARE_NICE:-5} $PY -m uare"

@@ -9,6 +9,7 @@
 # Needs the folder from scripts/device/prepare.py (default .gpu) carried along.
 # If CUDA training fails at once, the same stage-2 run goes on on the machine's CPUs.
 #   OUT=/somewhere MINUTES=7 bash scripts/device/run.sh
+# SKIP_AE=1 runs stage 2 alone; EXTRA="--set key=value ..." adds recipe overrides.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 G=${GPU_DIR:-.gpu}
@@ -18,7 +19,7 @@ PY=${PY:-python3}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 W=/tmp/uare-device
 T0=$(date +%s)
-mkdir -p "$W" runs
+mkdir -p "$W"
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
 log "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | head -1); $(nproc) cpus"
 $PY -c "import torch, safetensors, tokenizers, scipy, yaml; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$OUT/run.log"
@@ -36,19 +37,23 @@ for f in ("config.json", "ae.safetensors", "tokenizer.json"):
     shutil.copy2(src / f, dst / f)
 print("init", dst, len(sd), "tensors")
 PYEOF
-rm -rf runs/tiny-data && cp -r "$G/tiny-data" runs/tiny-data
 
+AE=""
+if [ -z "${SKIP_AE:-}" ]; then
 log "autoencoder decoder: $MIN min in the background"
 OMP_NUM_THREADS=2 $PY scripts/train_autoencoder.py recipes/tiny/autoencoder-decoder.yaml \
   --set init="$W/init" --set "train_dirs=[$G/train]" --set "eval_dirs=[]" --set out_dir="$W/ae" \
   --set threads=2 --max-minutes "$MIN" --time-box > "$W/ae.log" 2>&1 &
 AE=$!
+fi
 
-S2=(tiny/stage2-unified --set model.init="$W/init" --set train.out_dir="$W/stage2"
+MAN=(); for k in single multi high_order interleaved iqa; do
+  MAN+=(--set "data.manifests.$k=$G/tiny-data/manifest-$k.jsonl"); done
+S2=(tiny/stage2-unified "${MAN[@]}" --set model.init="$W/init" --set train.out_dir="$W/stage2"
     --set train.steps=1000000 --set checkpoint.every=1000000 --set log.every=1
     --set data.samples_per_step=64 --set data.max_tokens_per_pack=16384 --set data.workers=${WORKERS:-10}
     --set data.seed=1 --set train.seed=1 --set optim.warmup_steps=20 --set data.prefetch=true
-    --set parallel.activation_checkpointing=off --export "$W/export")
+    --set parallel.activation_checkpointing=off --export "$W/export" ${EXTRA:-})
 log "stage 2 on $( $PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
 OMP_NUM_THREADS=3 $PY -m uare train "${S2[@]}" --max-minutes "$MIN" > "$W/stage2.log" 2>&1
 rc=$?
@@ -61,7 +66,7 @@ if [ $rc -ne 0 ] && [ ! -d "$W/export" ]; then
     --set data.samples_per_step=16 --max-minutes "$LEFT" > "$W/stage2-cpu.log" 2>&1
   log "cpu run rc $?"
 fi
-wait $AE; log "autoencoder rc $?"
+[ -n "$AE" ] && { wait $AE; log "autoencoder rc $?"; }
 
 # results: model shards, autoencoder, logs
 $PY - "$W/export" "$W/ae" "$OUT" <<'PYEOF' 2>&1 | tee -a "$OUT/run.log"
