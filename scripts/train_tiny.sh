@@ -5,6 +5,9 @@
 #   scripts/train_tiny.sh            # data, autoencoder, tokenizer, init, stage 1 x3, stage 2
 #   scripts/train_tiny.sh --package  # then copy the stage-2 export to weights/uare-tiny
 #
+# This is part 1 of the shipped model's recipe (CPU). Part 2 (GPU stage-2 continuation,
+# decoder-only autoencoder tuning, scripts/pretrain_vit.py) is scripts/device/run.sh; the
+# model card gives the exact commands.
 # Everything is written under runs/ (ignored by git). Threads: 1 by default, because two
 # OpenMP threads on the 2 shared cores measured ~6x slower than one when others are busy;
 # set UARE_THREADS=2 on an idle machine.
