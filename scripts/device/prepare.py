@@ -62,8 +62,9 @@ def main(argv=None) -> int:
     if not all(torch.isfinite(h.float()).all() for h in half.values() if h.is_floating_point()):
         raise SystemExit("float16 overflows a weight: carry float32 instead")
     save_file(half, str(out / "init" / "model.safetensors"))
-    for f in ("config.json", "ae.safetensors", "tokenizer.json"):
-        shutil.copy2(init / f, out / "init" / f)
+    for f in ("config.json", "ae.safetensors", "tokenizer.json", "inference.json"):
+        if (init / f).exists() or f in ("config.json", "ae.safetensors"):
+            shutil.copy2(init / f, out / "init" / f)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {len(moved)} photos, float16 weights (worst relative error {worst:.1e}), "
           f"{size / 2**20:.1f} MiB")

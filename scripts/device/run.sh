@@ -33,8 +33,9 @@ src, dst = Path(sys.argv[1]), Path(sys.argv[2])
 dst.mkdir(parents=True, exist_ok=True)
 sd = load_file(str(src / "model.safetensors"))
 save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, str(dst / "model.safetensors"))
-for f in ("config.json", "ae.safetensors", "tokenizer.json"):
-    shutil.copy2(src / f, dst / f)
+for f in ("config.json", "ae.safetensors", "tokenizer.json", "inference.json"):
+    if (src / f).exists():
+        shutil.copy2(src / f, dst / f)
 print("init", dst, len(sd), "tensors")
 PYEOF
 

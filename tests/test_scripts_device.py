@@ -1,0 +1,91 @@
+"""scripts/device/{prepare,collect}.py and scripts/pretrain_vit.py on a micro model."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from train_helpers import micro_config
+from uare.model import UAREModel, build_model
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+
+
+def _load(rel: str):
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, SCRIPTS / rel)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def micro_folder(tmp_path):
+    torch.manual_seed(0)
+    m = build_model(micro_config())
+    folder = tmp_path / "model"
+    m.save_pretrained(folder)
+    return folder
+
+
+def _photos(tmp_path, small_photo, n=2):
+    d = tmp_path / "train" / "set"
+    d.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(np.ascontiguousarray(np.roll(small_photo, 11 * i, axis=1))).save(d / f"{i}.png")
+    return tmp_path / "train"
+
+
+def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro_folder):
+    data = _photos(tmp_path, small_photo)
+    man = tmp_path / "manifests"
+    man.mkdir()
+    lines = [{"image": str(p), "kind": "single", "preset": "single:noise", "seed": 1}
+             for p in sorted(data.rglob("*.png"))]
+    (man / "manifest-single.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "gpu"
+    assert _load("device/prepare.py").main(["--init", str(micro_folder), "--data", str(data),
+                                            "--manifests", str(man), "-o", str(out)]) == 0
+    moved = [json.loads(x) for x in (out / "tiny-data" / "manifest-single.jsonl").read_text().splitlines()]
+    assert all(Path(x["image"]).suffix == ".jpg" and Path(x["image"]).exists() for x in moved)
+    half = load_file(str(out / "init" / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in half.values() if v.is_floating_point())
+
+    # what run.sh sends back: the model in shards, the config
+    sd = load_file(str(micro_folder / "model.safetensors"))
+    back = tmp_path / "back"
+    back.mkdir()
+    keys = sorted(sd)
+    for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2:])):
+        save_file({k: sd[k] for k in part}, str(back / f"model-{i:02d}.safetensors"))
+    (back / "config.json").write_text((micro_folder / "config.json").read_text())
+    collect = _load("device/collect.py")
+    assert collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "rebuilt")]) == 0
+    again = load_file(str(tmp_path / "rebuilt" / "model.safetensors"))
+    assert set(again) == set(sd) and all(torch.equal(again[k], sd[k]) for k in sd)
+    UAREModel.from_pretrained(tmp_path / "rebuilt")
+    save_file({keys[0]: sd[keys[0]]}, str(back / "model-02.safetensors"))
+    with pytest.raises(SystemExit, match="repeats"):
+        collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
+
+
+def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder):
+    data = _photos(tmp_path, small_photo)
+    out = tmp_path / "vit"
+    args = ["--model", str(micro_folder), "-o", str(out), "--data", str(data), "--minutes", "0.002",
+            "--batch", "2", "--crop", "32", "--heldout", "2"]
+    assert _load("pretrain_vit.py").main(args) == 0
+    before, after = load_file(str(micro_folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert set(before) == set(after)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vit.") for k in changed)
+    info = json.loads((out / "vit_pretrain.json").read_text())
+    assert info["steps"] >= 1 and set(info["heldout_srcc"]) >= {"noise", "blur", "jpeg"}
+    UAREModel.from_pretrained(out)
