@@ -252,8 +252,7 @@ class Trainer:
         try:
             while self.step < end:
                 if max_seconds is not None and rows and self._time_up(t_start, max_seconds):
-                    end = self.step
-                    stopped = self.step % self.r.checkpoint.every != 0
+                    stopped = self.step % self.r.checkpoint.every != 0  # else saved just now
                     break
                 row = self.train_step()
                 if not math.isfinite(row["loss"]):
