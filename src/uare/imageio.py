@@ -6,6 +6,7 @@ refused before decoding, and an output is never half-written or written over an 
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -85,24 +86,38 @@ def load_image(image: ImageLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
+    return _decode(path, str(path), max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str = "<upload>", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Encoded image bytes (an upload) -> 8-bit RGB PIL image, with load_image's checks."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str, max_pixels: int) -> Image.Image:
+    """Open a path or file object; the size check reads only the header."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageError(
-                        f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                        f"{name}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                         "(set UARE_MAX_PIXELS to raise it)"
                     )
                 img.load()
-                return _to_rgb(img, str(path))
+                return _to_rgb(img, name)
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: refused as a decompression bomb ({e})") from None
+        raise ImageError(f"{name}: refused as a decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: cannot read image (not a format Pillow recognises, or corrupt)") from None
     except Exception as e:  # PIL raises many types for corrupt data
-        raise ImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        raise ImageError(f"{name}: cannot read image ({type(e).__name__}: {e})") from None
 
 
 def to_array(image: ImageLike) -> np.ndarray:

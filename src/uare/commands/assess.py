@@ -9,13 +9,14 @@ from pathlib import Path
 from ..cli import UsageError, emit_json, info, run_batch
 
 
-def add_model_arguments(parser) -> None:
+def add_model_arguments(parser, json: bool = True) -> None:
     parser.add_argument("--model", metavar="DIR", default=None,
                         help="model folder (default: the bundled model)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per input on stdout (human text goes to stderr)")
+    if json:
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON object per input on stdout (human text goes to stderr)")
 
 
 def add_arguments(parser) -> None:

@@ -1,0 +1,206 @@
+"""`uare serve [--model DIR] [--host H] [--port P]`: a local web page to assess and restore.
+
+Standard library only (http.server), so the page costs no dependency. The browser posts
+the image's bytes; the model answers one request at a time (a lock: on a 2-core CPU two
+at once would only slow both). JSON API, also usable without the page:
+
+    POST /api/assess                      body: image bytes -> {score, level, text, seconds}
+    POST /api/restore?task=T&analyze=1&steps=N   body: image bytes
+                                          -> {image: PNG data URL, text, task, prompt, seconds}
+    GET  /api/info                        -> {model, tasks}
+
+A bad upload gets HTTP 400 with the reason, an oversized one 413; the server goes on.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from ..cli import info
+
+MB = 1 << 20
+
+
+def add_arguments(parser) -> None:
+    from .assess import add_model_arguments
+
+    add_model_arguments(parser, json=False)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
+    parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload")
+
+
+def run(args) -> int:
+    from .assess import open_model
+
+    model = open_model(args)
+    server = make_server(model, args.host, args.port, int(args.max_upload_mb * MB),
+                         name=args.model or "bundled uare-tiny")
+    host, port = server.server_address[:2]
+    info(f"uare serve: http://{host}:{port}/  (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int = 25 * MB,
+                name: str = "") -> ThreadingHTTPServer:
+    """A server for `model` (anything with UARE's assess/restore); port 0 picks a free one."""
+    from ..pipeline import TASKS
+
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "uare"
+
+        def log_message(self, fmt, *a):  # one line per request on stderr, like the CLI's text
+            info(f"uare serve: {self.address_string()} {fmt % a}")
+
+        def _send(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, obj) -> None:
+            self._send(status, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self):
+            path = urlparse(self.path).path
+            if path == "/":
+                self._send(200, PAGE.replace("{tasks}", _options(TASKS)).replace(
+                    "{name}", html.escape(name)).encode(), "text/html; charset=utf-8")
+            elif path == "/api/info":
+                self._json(200, {"model": name, "tasks": list(TASKS)})
+            else:
+                self._json(404, {"error": f"{path}: not found"})
+
+        def do_POST(self):
+            url = urlparse(self.path)
+            try:
+                image = self._upload()
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/assess":
+                    self._json(200, self._locked(lambda: _assess(model, image)))
+                elif url.path == "/api/restore":
+                    self._json(200, self._locked(lambda: _restore(model, image, query)))
+                else:
+                    raise ApiError(404, f"{url.path}: not found")
+            except ApiError as e:
+                self._json(e.status, {"error": str(e)})
+
+        def _upload(self):
+            from ..imageio import ImageError, load_image_bytes
+
+            size = int(self.headers.get("Content-Length") or 0)
+            if size > max_upload:
+                # the body is not read: close the connection rather than drain it
+                self.close_connection = True
+                raise ApiError(413, f"upload of {size / MB:.1f} MB is over the limit of {max_upload / MB:.0f} MB")
+            name = self.headers.get("X-Filename") or "upload"
+            try:
+                return load_image_bytes(self.rfile.read(size), name)
+            except ImageError as e:
+                raise ApiError(400, str(e)) from None
+
+        @staticmethod
+        def _locked(fn):
+            with lock:
+                try:
+                    return fn()
+                except ValueError as e:  # bad task, steps, sizes: the caller's to fix
+                    raise ApiError(400, str(e)) from None
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def _assess(model, image) -> dict:
+    t = time.perf_counter()
+    a = model.assess(image)
+    return {"score": round(float(a.score), 4), "level": a.level, "text": a.text,
+            "seconds": round(time.perf_counter() - t, 3)}
+
+
+def _restore(model, image, query: dict) -> dict:
+    task = query.get("task", "auto")
+    analyze = query.get("analyze", "0").lower() in ("1", "true", "yes", "on")
+    try:
+        steps = int(query["steps"]) if query.get("steps") else None
+    except ValueError:
+        raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
+    t = time.perf_counter()
+    r = model.restore(image, task=task, analyze=analyze, steps=steps)
+    buf = io.BytesIO()
+    r.image.save(buf, "PNG")
+    return {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+            "text": r.text, "task": getattr(r, "task", task), "prompt": getattr(r, "prompt", ""),
+            "width": r.image.width, "height": r.image.height,
+            "seconds": round(time.perf_counter() - t, 3)}
+
+
+def _options(tasks) -> str:
+    return "".join(f'<option value="{t}"{" selected" if t == "auto" else ""}>{t}</option>' for t in tasks)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>uare</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}
+.row{display:flex;gap:16px;flex-wrap:wrap}.col{flex:1;min-width:300px}
+img{max-width:100%;border:1px solid #ccc;image-rendering:auto}
+pre{white-space:pre-wrap;background:#f4f4f4;padding:8px}
+.err{color:#b00}button{margin-right:8px}
+</style></head><body>
+<h2>uare: assess and restore</h2>
+<p>Model: {name}. Images stay on this machine.</p>
+<p><input type="file" id="file" accept="image/*">
+task <select id="task">{tasks}</select>
+<label><input type="checkbox" id="analyze"> analyse, then restore</label>
+<button id="assess">Assess</button><button id="restore">Restore</button>
+<span id="status"></span></p>
+<div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
+<div class="col"><h3>Output</h3><img id="out"><p><a id="dl" download="restored.png"></a></p></div></div>
+<pre id="text"></pre>
+<script>
+const $ = id => document.getElementById(id);
+$("file").onchange = () => { const f = $("file").files[0]; if (f) $("in").src = URL.createObjectURL(f); };
+async function call(url) {
+  const f = $("file").files[0];
+  if (!f) { $("status").textContent = "choose an image first"; return null; }
+  $("status").textContent = "working..."; $("status").className = "";
+  const r = await fetch(url, {method: "POST", body: f, headers: {"X-Filename": f.name}});
+  const j = await r.json();
+  if (!r.ok) { $("status").textContent = j.error; $("status").className = "err"; return null; }
+  $("status").textContent = "done in " + j.seconds + " s";
+  return j;
+}
+$("assess").onclick = async () => {
+  const j = await call("/api/assess");
+  if (j) $("text").textContent = "score " + j.score.toFixed(2) + " (" + j.level + ")\\n" + j.text;
+};
+$("restore").onclick = async () => {
+  const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "");
+  const j = await call("/api/restore?" + q);
+  if (!j) return;
+  $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";
+  $("text").textContent = "task " + j.task + (j.text ? "\\n\\n" + j.text : "");
+};
+</script></body></html>
+"""

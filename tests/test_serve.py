@@ -1,0 +1,130 @@
+"""`uare serve`: the page, the JSON API, bad uploads, and the real bundled model once."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from uare.commands.serve import make_server
+
+
+@dataclass
+class _A:
+    score: float
+    level: str
+    text: str
+
+
+@dataclass
+class _R:
+    image: Image.Image
+    text: Optional[str]
+    task: str
+    prompt: str = "p"
+
+
+class FakeModel:
+    """Brightness as the score; restore inverts the image, x4 for sr."""
+
+    def __init__(self):
+        self.calls = []
+
+    def assess(self, image):
+        self.calls.append(("assess", image.size))
+        return _A(1 + 4 * float(np.asarray(image).mean()) / 255, "fair", "fake")
+
+    def restore(self, image, task="auto", analyze=False, steps=None, **_):
+        if task not in ("auto", "sr", "denoise"):
+            raise ValueError(f"unknown task {task!r}")
+        self.calls.append(("restore", task, analyze, steps))
+        out = Image.fromarray(255 - np.asarray(image))
+        if task == "sr":
+            out = out.resize((image.width * 4, image.height * 4))
+        return _R(out, "analysis" if analyze else None, task)
+
+
+@pytest.fixture
+def served():
+    model = FakeModel()
+    server = make_server(model, port=0, max_upload=200_000, name="fake")
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", model
+    server.shutdown()
+    server.server_close()
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _post(url, body: bytes):
+    req = urllib.request.Request(url, data=body, method="POST", headers={"X-Filename": "x.png"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_page_and_info(served):
+    base, _ = served
+    page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+    assert "<select id=\"task\">" in page and 'value="denoise"' in page and "fake" in page
+    info = json.loads(urllib.request.urlopen(base + "/api/info", timeout=30).read())
+    assert info["model"] == "fake" and "sr" in info["tasks"]
+
+
+def test_assess_and_restore_round_trip(served):
+    base, model = served
+    img = np.full((16, 24, 3), 51, np.uint8)
+    status, a = _post(base + "/api/assess", _png(img))
+    assert status == 200 and a["score"] == pytest.approx(1.8) and a["level"] == "fair"
+    status, r = _post(base + "/api/restore?task=sr&analyze=1&steps=3", _png(img))
+    assert status == 200 and r["task"] == "sr" and r["text"] == "analysis"
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(r["image"].split(",", 1)[1]))))
+    assert out.shape == (64, 96, 3) and (out == 204).all()
+    assert model.calls[-1] == ("restore", "sr", True, 3)
+
+
+def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
+    base, _ = served
+    status, e = _post(base + "/api/assess", b"not an image")
+    assert status == 400 and "x.png: cannot read image" in e["error"]
+    status, e = _post(base + "/api/restore?task=nonsense", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 400 and "unknown task" in e["error"]
+    status, e = _post(base + "/api/restore?steps=two", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 400 and "steps" in e["error"]
+    status, e = _post(base + "/api/assess", b"\0" * 300_000)
+    assert status == 413 and "over the limit" in e["error"]
+    status, a = _post(base + "/api/assess", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 200  # still serving
+
+
+def test_serve_runs_the_bundled_model(monkeypatch, astronaut):
+    from uare import UARE
+
+    monkeypatch.delenv("UARE_MODEL", raising=False)
+    server = make_server(UARE.from_pretrained(device="cpu"), port=0, name="bundled")
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        status, a = _post(base + "/api/assess", _png(astronaut[:128, :128]))
+        assert status == 200 and 1.0 <= a["score"] <= 5.0 and a["text"]
+        status, r = _post(base + "/api/restore?task=denoise", _png(astronaut[:64, :64]))
+        assert status == 200 and (r["width"], r["height"]) == (64, 64)
+    finally:
+        server.shutdown()
+        server.server_close()
