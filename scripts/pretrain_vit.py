@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from uare.data.build import MULTI_PRESETS, SINGLE_TYPES
 from uare.degradations import degrade
@@ -139,16 +138,9 @@ def main(argv=None) -> int:
     print("held-out SRCC after:", json.dumps(srcc), flush=True)
 
     out, src = Path(args.out), Path(args.model)
-    out.mkdir(parents=True, exist_ok=True)
-    sd = load_file(str(src / "model.safetensors"))
-    new = {f"vit.{k}": v.detach().contiguous() for k, v in model.vit.state_dict().items()}
-    if set(new) - set(sd):
-        raise SystemExit(f"ViT names not in {src}: {sorted(set(new) - set(sd))[:3]}")
-    sd.update(new)
-    save_file(sd, str(out / "model.safetensors"))
-    for f in ("config.json", "ae.safetensors", "tokenizer.json", "inference.json"):
-        if (src / f).exists():
-            shutil.copy2(src / f, out / f)
+    model.save_pretrained(out)  # the probe trained model.vit in place; the head is not saved
+    if (src / "inference.json").exists():
+        shutil.copy2(src / "inference.json", out / "inference.json")
     (out / "vit_pretrain.json").write_text(json.dumps({"steps": step, "batch": args.batch, "lr": args.lr,
                                                        "heldout_srcc": srcc}, indent=2) + "\n")
     print(f"{out}: ViT after {step} steps", flush=True)
