@@ -84,6 +84,29 @@ def test_items_follow_the_bagel_edit_and_interleave_layouts(stream):
     assert seen == {"single", "interleaved", "iqa"}
 
 
+def test_online_kinds_redraw_the_degradation_for_every_sample(tmp_path, small_photo):
+    m = make_dataset(tmp_path, small_photo, n=1)   # one photo: 4 fixed iqa degradations
+    kw = dict(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=48,
+              iqa_min_short=16, iqa_max_long=48)
+    fixed = SampleStream(DataConfig(**kw), vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+    online = SampleStream(DataConfig(**kw, online=["iqa"]), vae_stride=8, vit_stride=8,
+                          degrade_fn=fake_degrade)
+
+    def seen(stream):
+        recs = [stream[n].record for n in range(60)]
+        return {json.dumps(r, sort_keys=True) for r in recs}
+
+    assert len(seen(fixed)) <= 4               # the manifest's lines, nothing else
+    assert len(seen(online)) > 20              # fresh presets and seeds
+    presets = {s.record and next(iter(s.record.get("severity", {})), None)
+               for s in (online[n] for n in range(60))}
+    assert len(presets) > 4
+    a, b = online[11], online[11]              # still a function of n (resume, workers)
+    assert a.record == b.record and [i.text for i in a.items] == [i.text for i in b.items]
+    with pytest.raises(ValueError, match="online"):
+        SampleStream(DataConfig(**kw, online=["iqa_real"]), degrade_fn=fake_degrade)
+
+
 def test_cfg_dropout_rate_and_what_is_never_dropped():
     items = [RawItem("vae", cfg=True), RawItem("vit", cfg=True), RawItem("text", cfg=True),
              RawItem("text", loss=True), RawItem("vae", loss=True)]

@@ -82,20 +82,25 @@ def lines_for_image(path: Path, size: tuple[int, int], index: int, cfg: BuildCon
     out: dict[str, list[dict]] = {}
     for kind in cfg.kinds:
         rng = random.Random(f"{cfg.seed}:{index}:{kind}")
-        presets = _presets(kind, cfg)
-        rows = []
-        for k in range(cfg.per_image):
-            row = {"image": str(path), "size": list(size), "kind": kind,
-                   "preset": rng.choice(presets), "seed": rng.getrandbits(31)}
-            if kind == "iqa":
-                row["task"] = rng.choice(IQA_TASKS)
-                if row["task"] != "compare" and rng.random() < cfg.clean_fraction:
-                    row["preset"] = None
-                if row["task"] == "compare":
-                    row["preset_b"] = rng.choice(presets)
-            rows.append(row)
-        out[kind] = rows
+        out[kind] = [{"image": str(path), "size": list(size), "kind": kind,
+                      **draw_degradation(kind, rng, cfg)} for _ in range(cfg.per_image)]
     return out
+
+
+def draw_degradation(kind: str, rng: random.Random, cfg: Optional[BuildConfig] = None) -> dict:
+    """The degradation fields of one manifest line of `kind` (preset, seed; for iqa also
+    task, and preset_b for comparisons), drawn from rng. Also used by the sample stream
+    to redraw a line's degradation for every sample (`DataConfig.online`)."""
+    cfg = cfg or BuildConfig()
+    presets = _presets(kind, cfg)
+    row = {"preset": rng.choice(presets), "seed": rng.getrandbits(31)}
+    if kind == "iqa":
+        row["task"] = rng.choice(IQA_TASKS)
+        if row["task"] != "compare" and rng.random() < cfg.clean_fraction:
+            row["preset"] = None
+        if row["task"] == "compare":
+            row["preset_b"] = rng.choice(presets)
+    return row
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> int:

@@ -2,7 +2,8 @@
 
 `SampleStream` maps a global sample index n to one sample, deterministically: the kind is
 drawn by the recipe's sampling ratios, then a manifest line, then the crop; the
-degradation comes from (image, preset, seed) of that line. So the data position of a run
+degradation comes from (image, preset, seed) of that line, or is drawn afresh from the
+sample's own generator for the kinds listed in `online`. So the data position of a run
 is a single integer, and any process can build sample n without the others.
 
 A sample is a list of `RawItem`s in sequence order (bagel-facts §4):
@@ -25,6 +26,7 @@ from PIL import Image
 
 from ..imageio import load_image, read_jsonl
 from . import iqa
+from .build import KINDS, draw_degradation
 from .instructions import analyze_instruction, simple_instruction
 from .responses import analysis
 
@@ -70,6 +72,12 @@ class DataConfig:
     # DataLoader's workers: for GPU runs, where one process cannot feed the device; 0 builds
     # them in the training process (the right choice on 2 CPU cores)
     workers: int = 0
+    # kinds whose degradation (preset, seed; for iqa also the task) is drawn afresh for
+    # every sample instead of read from the manifest line. A manifest gives each photo a
+    # few fixed degradations, so with few photos a model can tell the quality from the
+    # content; redrawn, every photo is seen with every type and severity (as a KADID
+    # reference is with every distortion and level). Still a function of n.
+    online: list[str] = field(default_factory=list)
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:
@@ -111,6 +119,9 @@ class SampleStream:
         empty = [cfg.manifests[k] for k in kinds if not self.lines[k]]
         if empty:
             raise ValueError(f"data: empty manifests {empty}")
+        bad = [k for k in cfg.online if k not in KINDS]
+        if bad:
+            raise ValueError(f"data.online: {bad} are not built kinds; choose from {list(KINDS)}")
         total = sum(cfg.ratios[k] for k in kinds)
         self.kinds = kinds
         self.cum = list(np.cumsum([cfg.ratios[k] / total for k in kinds]))
@@ -119,6 +130,8 @@ class SampleStream:
         rng = random.Random(f"{self.cfg.seed}:sample:{n}")
         kind = self.kinds[min(bisect.bisect_right(self.cum, rng.random()), len(self.kinds) - 1)]
         line = self.lines[kind][rng.randrange(len(self.lines[kind]))]
+        if kind in self.cfg.online:
+            line = {**line, **draw_degradation(kind, rng)}
         if kind.startswith("iqa"):
             return self._iqa(n, kind, line, rng)
         return self._restore(n, kind, line, rng)
