@@ -60,3 +60,38 @@ def test_anchored_velocity_needs_the_conditioning_tokens():
     model = micro_model(flow_anchor="condition")
     with pytest.raises(ValueError, match="anchor"):
         model.velocity(model.new_context(), torch.zeros(6, 64), 0.5, grid=(2, 3))
+
+
+def test_a_batch_of_contexts_gives_each_conversations_own_numbers():
+    """Tiles restored together must get exactly what each would get alone."""
+    model = micro_model(flow_anchor="condition")
+    samples = [edit_sample(s) for s in (1, 2, 3)]
+    instr = list(samples[0][2].ids)                     # one instruction for every tile
+    t = 0.6
+
+    def prefill(ctx, clean, vit):
+        model.prefill_vae_image(ctx, clean)
+        model.prefill_vit_image(ctx, vit)
+        model.prefill_text(ctx, instr)
+
+    alone = []
+    for clean, vit, _, target, _ in samples:
+        ctx = model.new_context()
+        prefill(ctx, clean.latent, vit.pixels)
+        alone.append(model.velocity(ctx, latents_to_tokens(target.latent), t, grid=(2, 3),
+                                    anchor=latents_to_tokens(clean.latent)))
+    batch = model.new_context()
+    clean = torch.stack([s[0].latent for s in samples])
+    prefill(batch, clean, torch.stack([s[1].pixels for s in samples]))
+    assert batch.batch == 3 and batch.length == ctx.length and batch.rope == ctx.rope
+    target = latents_to_tokens(torch.stack([s[3].latent for s in samples]))
+    together = model.velocity(batch, target, t, grid=(2, 3), anchor=latents_to_tokens(clean))
+    torch.testing.assert_close(together, torch.stack(alone), atol=1e-5, rtol=1e-5)
+    # a one-conversation context (a shared text-only prefix) serves any batch
+    shared = model.new_context()
+    model.prefill_text(shared, instr)
+    v = model.velocity(shared, target, t, grid=(2, 3), anchor=latents_to_tokens(clean))
+    one = model.velocity(shared, target[1], t, grid=(2, 3), anchor=latents_to_tokens(clean[1]))
+    torch.testing.assert_close(v[1], one, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one conversation"):
+        model.decode_step(batch, 5)

@@ -73,18 +73,21 @@ def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segment
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: "torch.Tensor | str | None",
               backend: str = "sdpa") -> torch.Tensor:
-    """Grouped-query attention over one packed sequence.
+    """Grouped-query attention over one packed sequence, or a batch of equal-length ones.
 
-    q (Lq, Hq, d), k/v (Lk, Hkv, d); mask (Lq, Lk) bool (True = may attend), "causal"
-    (Lq == Lk), or None for full attention. Returns (Lq, Hq, d). Query heads h use KV
-    head h // (Hq // Hkv).
+    q (Lq, Hq, d), k/v (Lk, Hkv, d), or the same with a leading batch dim; mask (Lq, Lk)
+    bool (True = may attend; shared by the batch), "causal" (Lq == Lk), or None for full
+    attention. Returns q's shape. Query heads h use KV head h // (Hq // Hkv).
     """
-    hq, hkv = q.shape[1], k.shape[1]
+    batched = q.dim() == 4
+    if not batched:
+        q, k, v = q[None], k[None], v[None]
+    hq, hkv = q.shape[2], k.shape[2]
     if hkv != hq:
         # expanding K/V measured faster on CPU than SDPA's enable_gqa path (bench/model.py)
-        k = k.repeat_interleave(hq // hkv, dim=1)
-        v = v.repeat_interleave(hq // hkv, dim=1)
-    qt, kt, vt = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+        k = k.repeat_interleave(hq // hkv, dim=2)
+        v = v.repeat_interleave(hq // hkv, dim=2)
+    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
     if isinstance(mask, str):
         # the causal kernel skips masked blocks: faster than the same mask as a tensor
         out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
@@ -92,7 +95,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: "torch.Te
         out = _flex(qt, kt, vt, mask)
     else:
         out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask)
-    return out.squeeze(0).transpose(0, 1)
+    out = out.transpose(1, 2)
+    return out if batched else out[0]
 
 
 def _flex(q, k, v, mask):

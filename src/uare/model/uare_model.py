@@ -186,88 +186,114 @@ class UAREModel(nn.Module):
         return InferenceContext()
 
     def _run_block(self, ctx: InferenceContext, h: torch.Tensor, gen_mask: torch.Tensor,
-                   positions: torch.Tensor, causal: bool, write: bool):
+                   positions: torch.Tensor, causal: bool, write: bool, batch: int = 1):
+        """Run `batch` equal blocks (flattened, block after block) against ctx; returns the
+        normed und and gen hidden states, each in block order."""
         perm, n_und = _routing(gen_mask)
-        attend = CachedAttention(ctx.cache, self.cfg.llm.num_layers, causal, write, self.attention_backend)
-        hu, hg = self.llm(h[perm], n_und, positions[perm], attend)
-        return hu, hg, perm, n_und
+        in_order = not bool(gen_mask[:n_und].any())   # und tokens already first: no permutation
+        order = None if in_order else (perm, torch.argsort(perm))
+        attend = CachedAttention(ctx.cache, self.cfg.llm.num_layers, causal, write, self.attention_backend,
+                                 batch=batch, order=order)
+        hu, hg = self.llm(h if in_order else h[perm], n_und, positions if in_order else positions[perm], attend)
+        return hu, hg
 
     def _marker_block(self, inner: torch.Tensor, gen: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """<|vision_start|> inner <|vision_end|> embeddings and the gen mask of the block."""
+        """<|vision_start|> inner <|vision_end|> embeddings and the gen mask of the block;
+        inner (n, D), or (B, n, D) for B blocks (returned flattened, block after block)."""
         c = self.cfg.llm
+        inner = inner if inner.dim() == 3 else inner[None]
+        b = inner.shape[0]
         ids = torch.tensor([c.vision_start_id, c.vision_end_id], device=inner.device)
-        marks = self.llm.embed_tokens(ids)
-        h = torch.cat([marks[:1], inner, marks[1:]])
-        gen_mask = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        marks = self.llm.embed_tokens(ids).to(inner.dtype)[None].expand(b, 2, -1)
+        h = torch.cat([marks[:, :1], inner, marks[:, 1:]], dim=1)
+        gen_mask = torch.zeros(h.shape[1], dtype=torch.bool, device=h.device)
         gen_mask[1:-1] = gen
-        return h, gen_mask
+        return h.reshape(-1, h.shape[-1]), gen_mask.repeat(b)
+
+    @staticmethod
+    def _batch_of(ctx: InferenceContext) -> int:
+        return ctx.batch or 1
 
     @torch.no_grad()
     def prefill_text(self, ctx: InferenceContext, ids: list[int]) -> None:
-        """Append <|im_start|> ids <|im_end|> (causal, und); rope advances by the length."""
-        c = self.cfg.llm
+        """Append <|im_start|> ids <|im_end|> (causal, und) to every conversation of ctx;
+        rope advances by the length."""
+        c, b = self.cfg.llm, self._batch_of(ctx)
         tok = torch.tensor([c.bos_id, *ids, c.eos_id], device=self.llm.embed_tokens.weight.device)
         pos = torch.arange(ctx.rope, ctx.rope + tok.shape[0], device=tok.device)
-        self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros_like(tok, dtype=torch.bool), pos, True, True)
+        self._run_block(ctx, self.llm.embed_tokens(tok.repeat(b)), torch.zeros(b * tok.shape[0], dtype=torch.bool,
+                        device=tok.device), pos.repeat(b), True, True, batch=b)
         ctx.rope += tok.shape[0]
 
     @torch.no_grad()
     def decode_step(self, ctx: InferenceContext, token_id: int) -> torch.Tensor:
         """Append one text token; returns the (V,) logits for the next token."""
+        if self._batch_of(ctx) != 1:
+            raise ValueError(f"decode_step generates for one conversation; this context holds {ctx.batch}")
         tok = torch.tensor([token_id], device=self.llm.embed_tokens.weight.device)
         pos = torch.tensor([ctx.rope], device=tok.device)
-        hu, _, _, _ = self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros(1, dtype=torch.bool, device=tok.device), pos, True, True)
+        hu, _ = self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros(1, dtype=torch.bool, device=tok.device), pos, True, True)
         ctx.rope += 1
         return self.llm.lm_head(hu)[0]
 
     @torch.no_grad()
     def prefill_vit_image(self, ctx: InferenceContext, pixels: torch.Tensor) -> None:
-        """(3, H, W) in [-1, 1] as one bidirectional und block at one rope id."""
+        """(3, H, W) in [-1, 1], or (B, 3, H, W) for a batch, as one bidirectional und
+        block per conversation at one rope id."""
         v = self.cfg.vit
         w = self.llm.embed_tokens.weight
-        patches, pos = vit_patchify(pixels.to(w), v.patch_size, v.max_patches_per_side)
-        inner = self.embed_vit(patches, pos.to(w.device), [patches.shape[0]])
-        h, gen_mask = self._marker_block(inner, gen=False)
-        self._run_block(ctx, h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long), False, True)
+        images = pixels[None] if pixels.dim() == 3 else pixels
+        patches, pos = zip(*(vit_patchify(x.to(w), v.patch_size, v.max_patches_per_side) for x in images))
+        n = patches[0].shape[0]
+        inner = self.embed_vit(torch.cat(patches), torch.cat(pos).to(w.device), [n] * len(images))
+        h, gen_mask = self._marker_block(inner.view(len(images), n, -1), gen=False)
+        self._run_block(ctx, h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long), False, True,
+                        batch=len(images))
         ctx.rope += 1
 
     def _latent_block(self, ctx, tokens: torch.Tensor, t: float, grid: tuple[int, int],
                       anchor: Optional[torch.Tensor] = None):
+        """Embedded marker blocks of latent tokens (L, token_dim) or (B, L, token_dim)."""
         w = self.llm.embed_tokens.weight
-        pos = latent_pos_ids(grid[0], grid[1], self.cfg.max_latent_size).to(w.device)
-        tt = torch.full((tokens.shape[0],), float(t), device=w.device)
-        inner = self.embed_latents(tokens.to(w), tt, pos)
+        tokens = tokens if tokens.dim() == 3 else tokens[None]
+        b, n = tokens.shape[:2]
+        pos = latent_pos_ids(grid[0], grid[1], self.cfg.max_latent_size).to(w.device).repeat(b)
+        tt = torch.full((b * n,), float(t), device=w.device)
+        inner = self.embed_latents(tokens.reshape(b * n, -1).to(w), tt, pos)
         if anchor is not None:
-            inner = inner + self.anchor2llm(anchor.to(w))
-        h, gen_mask = self._marker_block(inner, gen=True)
-        return h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long)
+            inner = inner + self.anchor2llm(anchor.reshape(b * n, -1).to(w))
+        h, gen_mask = self._marker_block(inner.view(b, n, -1), gen=True)
+        return h, gen_mask, torch.full_like(gen_mask, ctx.rope, dtype=torch.long), b
 
     @torch.no_grad()
     def prefill_vae_image(self, ctx: InferenceContext, latent: torch.Tensor) -> None:
-        """(z, p*h, p*w) clean scaled latents as a gen block with t = 0; rope advances by 1."""
+        """(z, p*h, p*w) clean scaled latents, or (B, z, p*h, p*w), as a gen block with
+        t = 0 per conversation; rope advances by 1."""
         p = self.cfg.latent_patch_size
         tokens = latents_to_tokens(latent, p)
-        grid = (latent.shape[1] // p, latent.shape[2] // p)
-        self._run_block(ctx, *self._latent_block(ctx, tokens, 0.0, grid), False, True)
+        grid = (latent.shape[-2] // p, latent.shape[-1] // p)
+        h, gen_mask, pos, b = self._latent_block(ctx, tokens, 0.0, grid)
+        self._run_block(ctx, h, gen_mask, pos, False, True, batch=b)
         ctx.rope += 1
 
     @torch.no_grad()
     def velocity(self, ctx: InferenceContext, x_t: torch.Tensor, t: float, grid: tuple[int, int],
                  anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(h*w, token_dim) noisy tokens at time t -> predicted eps - x0, same shape; cache untouched.
+        """(h*w, token_dim) noisy tokens at time t, or (B, h*w, token_dim) for a context of
+        B conversations -> predicted eps - x0, same shape; cache untouched.
 
-        anchor: the conditioning image's (h*w, token_dim) latent tokens, required when the
+        anchor: the conditioning image's latent tokens, x_t's shape, required when the
         config's flow_anchor is "condition" (ignored otherwise).
         """
-        if x_t.shape[0] != grid[0] * grid[1]:
-            raise ValueError(f"velocity: {x_t.shape[0]} tokens do not fill a {grid[0]}x{grid[1]} grid")
+        if x_t.shape[-2] != grid[0] * grid[1]:
+            raise ValueError(f"velocity: {x_t.shape[-2]} tokens do not fill a {grid[0]}x{grid[1]} grid")
         anchored = self.cfg.flow_anchor == "condition"
         if anchored and (anchor is None or anchor.shape != x_t.shape):
             raise ValueError(f"flow_anchor 'condition' needs the conditioning latent tokens of shape "
                              f"{tuple(x_t.shape)} as `anchor`")
-        block = self._latent_block(ctx, x_t, t, grid, anchor if anchored else None)
-        _, hg, _, _ = self._run_block(ctx, *block, False, False)
-        head = self.llm2vae(hg)
+        h, gen_mask, pos, b = self._latent_block(ctx, x_t, t, grid, anchor if anchored else None)
+        _, hg = self._run_block(ctx, h, gen_mask, pos, False, False, batch=b)
+        head = self.llm2vae(hg).view(x_t.shape)
         if not anchored:
             return head.to(x_t.dtype)
         x0 = anchor.to(head) + head
