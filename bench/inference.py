@@ -2,11 +2,14 @@
 
 Builds the shape with random weights (timing does not depend on training; random
 weights never emit the end token, so every answer runs to its token limit: the worst
-case), then times each flow once on the bundled 512x512 astronaut photo. The baseline,
-run in the same process, is one conditional velocity evaluation at that size (the unit
-the flow sampler repeats); every flow is printed in seconds and as a multiple of it.
+case), or loads --model DIR with its own inference settings, then times each flow once
+on the bundled 512x512 astronaut photo. The baseline, run in the same process, is one
+conditional velocity evaluation at that size (the unit the flow sampler repeats); every
+flow is printed in seconds and as a multiple of it. --tile-batch 1,8,25 times the
+restore once per tiles-per-forward setting, each also as a ratio to the first.
 
-Usage: python bench/inference.py [--shape tiny] [--size 512] [--steps N] [--device cpu]
+Usage: python bench/inference.py [--shape tiny | --model DIR] [--size 512] [--steps N]
+                                 [--tile-batch 1,8] [--device cpu]
 Run it under `flock /tmp/uare-cpu.lock` on shared machines (a 512x512 restore at the
 default 50 steps takes minutes on 2 CPU cores).
 """
@@ -46,16 +49,19 @@ def velocity_baseline(u, image) -> float:
     (its top-left tile when it is larger than the model's maximum side)."""
     from uare.pipeline import _Job, _to_float
 
-    x = torch.from_numpy(_to_float(image)).permute(2, 0, 1)[:, :u.max_side, :u.max_side]
+    from uare.model.patches import latents_to_tokens
+
+    x = torch.from_numpy(_to_float(image)).permute(2, 0, 1)[:, :u.tiles.tile, :u.tiles.tile]
     job = _Job("enhance this image with noise.", False, 2, 0, u.device)
     with torch.inference_mode():
-        ctx = u._condition(x, job)["full"]
+        contexts, cond = u._condition(x[None], job)
+        anchor = latents_to_tokens(cond, u.cfg.latent_patch_size)
         gh, gw = x.shape[-2] // u.grid, x.shape[-1] // u.grid
-        noise = torch.randn(gh * gw, u.cfg.latent_token_dim, device=u.device, dtype=u.dtype)
-        u.model.velocity(ctx, noise, 0.5, grid=(gh, gw))  # warm-up
+        noise = torch.randn(anchor.shape, device=u.device, dtype=u.dtype)
+        u.model.velocity(contexts["full"], noise, 0.5, grid=(gh, gw), anchor=anchor)  # warm-up
         _sync(u.device)
         t0 = time.perf_counter()
-        u.model.velocity(ctx, noise, 0.5, grid=(gh, gw))
+        u.model.velocity(contexts["full"], noise, 0.5, grid=(gh, gw), anchor=anchor)
         _sync(u.device)
     return time.perf_counter() - t0
 
@@ -74,6 +80,9 @@ def timed(fn):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="tiny")
+    ap.add_argument("--model", default=None, help="a model folder (its inference.json applies) instead of --shape")
+    ap.add_argument("--tile-batch", default=None,
+                    help="comma-separated tiles per forward to time the restore with (default: the config's)")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--steps", type=int, default=None, help="flow steps (default: the pipeline default)")
     ap.add_argument("--device", default="cpu")
@@ -88,17 +97,24 @@ def main(argv=None) -> int:
     from skimage import data
 
     img = Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.BICUBIC)
-    u = build(args.shape, args.device, torch.bfloat16 if args.bf16 else None)
+    dtype = torch.bfloat16 if args.bf16 else None
+    if args.model:
+        from uare import UARE
+
+        u = UARE.from_pretrained(args.model, device=args.device, dtype=dtype)
+    else:
+        u = build(args.shape, args.device, dtype)
     steps = args.steps or u.config.steps
     skip = set(filter(None, args.skip.split(",")))
-    print(f"shape {args.shape}, {sum(p.numel() for p in u.model.parameters()) / 1e6:.1f} M parameters, "
+    print(f"{args.model or 'shape ' + args.shape}, {sum(p.numel() for p in u.model.parameters()) / 1e6:.1f} M parameters, "
           f"{args.size}x{args.size}, {steps} steps, guidance {u.config.guidance}, "
           f"{torch.get_num_threads()} threads, device {args.device}", flush=True)
     base = velocity_baseline(u, img)
     from uare.tiling import num_tiles
 
-    print(f"baseline: one conditional velocity call on a {min(args.size, u.max_side)} px canvas {base:.2f} s; "
-          f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s)", flush=True)
+    print(f"baseline: one conditional velocity call on a {min(args.size, u.tiles.tile)} px canvas {base:.2f} s; "
+          f"a {args.size} px restore runs {num_tiles(args.size, args.size, u.tiles)} tile(s) of "
+          f"{u.tiles.tile} px", flush=True)
 
     def report(name, seconds, note):
         print(f"{name:16s} {seconds:8.1f} s/image   {seconds / base:7.1f} x baseline   ({note})", flush=True)
@@ -108,8 +124,14 @@ def main(argv=None) -> int:
         report("assess", s, f"score {a.score:.3f}, answer of {len(a.text)} characters, "
                             f"at most {u.config.answer.max_new_tokens} tokens")
     if "restore" not in skip:
-        r, s = timed(lambda: u.restore(img, task="denoise", steps=steps))
-        report("restore", s, f"output {r.image.size[0]}x{r.image.size[1]}")
+        batches = [int(b) for b in args.tile_batch.split(",")] if args.tile_batch else [u.config.tile_batch]
+        first = None
+        for b in batches:
+            u.config.tile_batch = b
+            r, s = timed(lambda: u.restore(img, task="denoise", steps=steps))
+            first = first or s
+            report(f"restore (b={b})", s, f"output {r.image.size[0]}x{r.image.size[1]}, "
+                                         f"{first / s:.2f}x the speed of b={batches[0]}")
     if "analyze" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", analyze=True, steps=steps))
         report("analyze+restore", s, f"analysis of {len(r.text)} characters, "

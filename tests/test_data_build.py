@@ -89,7 +89,7 @@ def test_online_kinds_redraw_the_degradation_for_every_sample(tmp_path, small_ph
     kw = dict(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=48,
               iqa_min_short=16, iqa_max_long=48)
     fixed = SampleStream(DataConfig(**kw), vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
-    online = SampleStream(DataConfig(**kw, online=["iqa"]), vae_stride=8, vit_stride=8,
+    online = SampleStream(DataConfig(**kw, online=("iqa",)), vae_stride=8, vit_stride=8,
                           degrade_fn=fake_degrade)
 
     def seen(stream):
@@ -104,7 +104,7 @@ def test_online_kinds_redraw_the_degradation_for_every_sample(tmp_path, small_ph
     a, b = online[11], online[11]              # still a function of n (resume, workers)
     assert a.record == b.record and [i.text for i in a.items] == [i.text for i in b.items]
     with pytest.raises(ValueError, match="online"):
-        SampleStream(DataConfig(**kw, online=["iqa_real"]), degrade_fn=fake_degrade)
+        SampleStream(DataConfig(**kw, online=("iqa_real",)), degrade_fn=fake_degrade)
 
 
 def test_cfg_dropout_rate_and_what_is_never_dropped():

@@ -154,15 +154,33 @@ def test_same_seed_same_image_and_another_seed_another(uare, small_photo):
     assert not np.array_equal(a, c)
 
 
-def test_large_images_are_restored_in_tiles_to_the_exact_size(uare, astronaut, monkeypatch):
-    shapes = []
-    real = uare._restore_tile
-    monkeypatch.setattr(uare, "_restore_tile", lambda tile, job: shapes.append(tuple(tile.shape)) or real(tile, job))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_large_images_are_restored_in_tiles_to_the_exact_size(uare, astronaut, monkeypatch, batch):
+    monkeypatch.setattr(uare.config, "tile_batch", batch)
+    calls = []
+    real = uare._restore_tiles
+    monkeypatch.setattr(uare, "_restore_tiles", lambda tiles, job: calls.append(tuple(tiles.shape)) or real(tiles, job))
     ticks = []
     r = uare.restore(_photo(astronaut, 70, 150), task="dehaze", steps=3, progress=lambda d, n: ticks.append((d, n)))
     assert r.image.size == (150, 70)
-    assert len(shapes) > 1 and all(h <= 64 and w <= 64 and h % 4 == 0 and w % 4 == 0 for _, h, w in shapes)
-    assert ticks == [(k, 2 * len(shapes)) for k in range(1, 2 * len(shapes) + 1)]  # 2 steps a tile
+    n = sum(c[0] for c in calls)
+    assert n > 1 and all(c[0] <= batch and h <= 64 and w <= 64 and h % 4 == 0 and w % 4 == 0 for c in calls
+                         for h, w in [c[-2:]])
+    assert len(calls) == -(-n // batch)
+    # 2 steps a tile, told after every step of every batch
+    assert len(ticks) == 2 * len(calls) and ticks[-1] == (2 * n, 2 * n)
+    assert all(a[0] < b[0] for a, b in zip(ticks, ticks[1:]))
+
+
+def test_batched_tiles_restore_as_one_tile_at_a_time(uare, astronaut):
+    img = _photo(astronaut, 70, 150)
+    out = {}
+    for batch in (1, 4):
+        cfg = InferenceConfig(steps=3, sample_posterior=False, tile_batch=batch)
+        out[batch] = np.asarray(UARE(uare.model, cfg).restore(img, task="dehaze", seed=2).image).astype(int)
+    assert np.abs(out[1] - out[4]).max() <= 1      # float sums may round apart, nothing more
+    with pytest.raises(ValueError, match="tile_batch"):
+        UARE(uare.model, InferenceConfig(tile_batch=0))
 
 
 def test_analyze_returns_the_analysis_once_for_single_and_tiled_images(uare, astronaut, monkeypatch):
@@ -251,7 +269,7 @@ class _IdentityModel(torch.nn.Module):
         return torch.zeros(self.tokenizer.vocab_size)
 
     def velocity(self, ctx, x, t, grid, anchor=None):
-        assert x.shape == self.x0.shape == (grid[0] * grid[1], 64)
+        assert x.shape == self.x0.shape and x.shape[-2:] == (grid[0] * grid[1], 64)
         assert torch.equal(anchor, self.x0)    # the pipeline anchors on the canvas's own latent
         return (x - self.x0) / t  # x_t = (1-t) x0 + t eps  =>  v = eps - x0 = (x_t - x0) / t
 

@@ -47,7 +47,26 @@ def test_identity_model_round_trips_exactly_when_tiled(astronaut):
     assert out.shape == x.shape
     assert torch.allclose(out, x, atol=1e-6)
     assert len(calls) == num_tiles(300, 445, TileConfig(tile=128, overlap=32, grid=16)) > 1
-    assert all(h % 16 == 0 and w % 16 == 0 and h <= 128 and w <= 128 for _, h, w in calls)
+    assert all(n == 1 and h % 16 == 0 and w % 16 == 0 and h <= 128 and w <= 128 for n, _, h, w in calls)
+
+
+@pytest.mark.parametrize("batch", [2, 4, 100])
+def test_batches_of_tiles_give_what_one_tile_at_a_time_gives(astronaut, batch):
+    x = _photo(astronaut, 300, 445)
+    cfg = TileConfig(tile=128, overlap=32, grid=16)
+    calls, done = [], []
+
+    def shade(t):   # a per-tile result that depends on the tile's content
+        calls.append(t.shape[0])
+        return t * t.mean(dim=(1, 2, 3), keepdim=True)
+
+    one = restore_any_size(x, shade, cfg)
+    n = len(calls)
+    calls.clear()
+    many = restore_any_size(x, shade, cfg, callback=lambda d, total: done.append((d, total)), batch=batch)
+    assert torch.allclose(one, many, atol=1e-6, rtol=0)   # the same tiles and weights (sums may round apart)
+    assert sum(calls) == n and max(calls) == min(batch, n) and len(calls) == -(-n // batch)
+    assert done[-1] == (n, n)
 
 
 def test_local_model_tiled_agrees_with_untiled_away_from_tile_borders(astronaut):
@@ -55,11 +74,11 @@ def test_local_model_tiled_agrees_with_untiled_away_from_tile_borders(astronaut)
     k = torch.full((3, 1, 5, 5), 1 / 25.0)
 
     def blur(t):  # a local operator with a 2-pixel reach; zero padding at its borders
-        return F.conv2d(t[None], k, padding=2, groups=3)[0]
+        return F.conv2d(t, k, padding=2, groups=3)
 
     cfg = TileConfig(tile=128, overlap=48, grid=16)
     tiled = restore_any_size(x, blur, cfg)
-    whole = blur(x)
+    whole = blur(x[None])[0]
     # every pixel at least 3 px inside some tile whose weight dominates is exact; with
     # overlap 48, a pixel >= 3 px from every tile edge gets only exact contributions
     ys, xs = tile_starts(256, 128, 48, 16), tile_starts(384, 128, 48, 16)
@@ -103,7 +122,7 @@ def test_pad_to_grid_keeps_the_image_in_the_top_left_and_handles_tiny_images():
 
 
 def test_restore_any_size_returns_exact_size_for_a_size_changing_channel_count():
-    out = restore_any_size(torch.rand(3, 37, 290), lambda t: t[:1] * 2, TileConfig(tile=64, overlap=16))
+    out = restore_any_size(torch.rand(3, 37, 290), lambda t: t[:, :1] * 2, TileConfig(tile=64, overlap=16))
     assert out.shape == (1, 37, 290)
 
 
@@ -115,4 +134,8 @@ def test_bad_tile_settings_and_inputs_raise_value_error():
     with pytest.raises(ValueError):
         process_tiled(torch.zeros(3, 20, 32), lambda t: t, TileConfig(tile=32, overlap=8))
     with pytest.raises(ValueError):
-        process_tiled(torch.zeros(3, 64, 64), lambda t: t[:, :8], TileConfig(tile=32, overlap=8))
+        process_tiled(torch.zeros(3, 64, 64), lambda t: t[..., :8], TileConfig(tile=32, overlap=8))
+    with pytest.raises(ValueError):
+        process_tiled(torch.zeros(3, 64, 64), lambda t: t[:1], TileConfig(tile=32, overlap=8), batch=2)
+    with pytest.raises(ValueError):
+        process_tiled(torch.zeros(3, 64, 64), lambda t: t, TileConfig(tile=32, overlap=8), batch=0)

@@ -44,6 +44,7 @@ COMPARE_QUESTION_REF = COMPARE_QUESTIONS[1]
 COMPARE_QUESTION = "Compare image A and image B in perceptual quality: which is better?"
 COMPARE_PREFIX = "Overall, image"
 ANALYZE_INSTRUCTION = ANALYZE_INSTRUCTIONS[0]
+DECODE_CHUNK = 4   # canvases per autoencoder decode (see UARE._decode)
 DEFAULT_FOLDERS = (Path(__file__).resolve().parent / "weights" / "uare-tiny",
                    Path(__file__).resolve().parents[2] / "weights" / "uare-tiny")
 
@@ -98,6 +99,10 @@ class InferenceConfig:
     # detail the autoencoder cannot hold is worth keeping for sr/deblur/dejpeg, not for
     # denoise, where that detail is the noise). Off by default: Bagel decodes directly.
     residual_decode: Union[bool, list] = False
+    # tiles restored in one forward (all tiles of an image share one size and one
+    # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
+    # tiles): see bench/inference.py; on a GPU raise it while memory allows
+    tile_batch: int = 8
     # CPU threads while decoding text: one-token steps are so small that thread hand-offs
     # cost more than they save (20x slower with 2 threads on a busy 2-core machine)
     decode_threads: Optional[int] = 1
@@ -134,11 +139,12 @@ def fit_size(w: int, h: int, max_side: int, min_side: int, stride: int) -> tuple
 
 
 def resize(x: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    """(3, H, W) in [0, 1] -> (3, h, w), antialiased bicubic."""
+    """(3, H, W) or (N, 3, H, W) in [0, 1] -> (..., 3, h, w), antialiased bicubic."""
     if x.shape[-1] == w and x.shape[-2] == h:
         return x
-    return F.interpolate(x[None], size=(h, w), mode="bicubic", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
+    batch = x if x.dim() == 4 else x[None]
+    out = F.interpolate(batch, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return out if x.dim() == 4 else out[0]
 
 
 def instruction_for(task: str, types: Optional[list[str]] = None) -> str:
@@ -183,6 +189,8 @@ class UARE:
         if tile % self.grid or not self.grid <= tile <= self.max_side:
             raise ValueError(f"inference tile {tile} must be a multiple of {self.grid} "
                              f"between {self.grid} and {self.max_side}")
+        if self.config.tile_batch < 1:
+            raise ValueError(f"inference tile_batch must be at least 1, got {self.config.tile_batch}")
         self.vit_max = self.cfg.vit.patch_size * self.cfg.vit.max_patches_per_side
         overlap = self.config.tile_overlap
         overlap = round_up(tile // 8, self.grid) if overlap is None else overlap
@@ -258,10 +266,11 @@ class UARE:
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
-            job.on_step = lambda: progress(_tick(job), total)
+            job.on_step = lambda n: progress(_tick(job, n), total)
         if analyze and max(x.shape[-2:]) > self.tiles.tile:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
-        out = restore_any_size(x, lambda tile: self._restore_tile(tile, job), self.tiles)
+        out = restore_any_size(x, lambda tiles: self._restore_tiles(tiles, job), self.tiles,
+                               batch=self.config.tile_batch)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
         return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
 
@@ -295,32 +304,39 @@ class UARE:
             return HIGH_ORDER_INSTRUCTION, "mixed"
         return instruction_for("auto", types), task_for_types(types)
 
-    def _condition(self, tile: torch.Tensor, job: "_Job"):
-        """Contexts for one canvas: full (VAE, ViT, instruction), no text (right after the
-        images) and no image (instruction only); and the canvas's (z, h, w) latent."""
+    def _condition(self, tiles: torch.Tensor, job: "_Job"):
+        """Contexts for N canvases of one size, (N, 3, h, w) in [0, 1]: full (VAE, ViT,
+        instruction) and the unconditional ones guidance will use: no text (right after
+        the images), no image (the instruction alone, one context shared by all N); and
+        the canvases' (N, z, h', w') latents."""
         m = self.model
         ctx = m.new_context()
-        pixels = (tile * 2 - 1).to(self.device, self.dtype)[None]
-        latent = m.autoencoder.encode(pixels, sample=self.config.sample_posterior, generator=job.gen)[0]
+        pixels = (tiles * 2 - 1).to(self.device, self.dtype)
+        latent = m.autoencoder.encode(pixels, sample=self.config.sample_posterior, generator=job.gen)
         m.prefill_vae_image(ctx, latent)
-        self._prefill_vit(ctx, tile, iqa=False)
-        no_text, no_image = ctx.fork(), m.new_context()
+        self._prefill_vit(ctx, tiles, iqa=False)
+        contexts = {"full": ctx}
+        uses = self.config.guidance.contexts()
+        if "text" in uses:
+            contexts["text"] = ctx.fork()
         ids = self.tok.encode(job.instruction)
         m.prefill_text(ctx, ids)
-        m.prefill_text(no_image, ids)
-        return {"full": ctx, "text": no_text, "image": no_image}, latent
+        if "image" in uses:
+            contexts["image"] = m.new_context()
+            m.prefill_text(contexts["image"], ids)
+        return contexts, latent
 
-    def _restore_tile(self, tile: torch.Tensor, job: "_Job") -> torch.Tensor:
-        """(3, h, w) in [0, 1], h and w multiples of the grid -> restored (3, h, w)."""
-        contexts, cond = self._condition(tile, job)
+    def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
+        """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
+        contexts, cond = self._condition(tiles, job)
         if job.analyze and job.text is None:  # single canvas: the analysis stays in the cache
             job.text = self._generate(contexts["full"], self.config.analysis)
         elif job.analyze:
             self.model.prefill_text(contexts["full"], self.tok.encode(job.text))
-        gh, gw = tile.shape[-2] // self.grid, tile.shape[-1] // self.grid
-        noise = torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
-                            device=self.device, dtype=torch.float32)
-
+        n, gh, gw = tiles.shape[0], tiles.shape[-2] // self.grid, tiles.shape[-1] // self.grid
+        # one draw per tile, in tile order: the same noise whatever the batch size
+        noise = torch.stack([torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
+                                         device=self.device, dtype=torch.float32) for _ in range(n)])
         p = self.cfg.latent_patch_size
         anchor = latents_to_tokens(cond, p)
 
@@ -330,29 +346,34 @@ class UARE:
         shift = self.cfg.timestep_shift if self.config.shift is None else self.config.shift
         x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
                          flow_timesteps(job.steps, shift),
-                         callback=(lambda i, n: job.on_step()) if job.on_step else None)
-        latent = tokens_to_latents(x.to(self.dtype), gh, gw, p)
-        ae = self.model.autoencoder
-        pixels = ae.decode(latent[None])[0].float()
+                         callback=(lambda i, total: job.on_step(n)) if job.on_step else None)
+        pixels = self._decode(tokens_to_latents(x.to(self.dtype), gh, gw, p))
         if job.residual:
             # add only what the model changed to the input: the autoencoder's own
             # reconstruction error of the input cancels instead of capping the output
-            pixels = (tile.to(pixels) * 2 - 1) + pixels - ae.decode(cond[None].to(latent))[0].float()
+            pixels += (tiles.to(pixels) * 2 - 1) - self._decode(cond)
         return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        # a few canvases a call: on 2 CPU cores a 50-tile decode ran at 129 ms a tile, 1 to
+        # 5 tiles at 58-62 ms (the activations of many canvases no longer fit the cache)
+        ae = self.model.autoencoder
+        return torch.cat([ae.decode(z) for z in latents.split(DECODE_CHUNK)]).float()
 
     def _analysis_of_whole(self, x: torch.Tensor, job: "_Job") -> str:
         if self.config.iqa_crop:   # a native-scale model judges a native-scale view, as assess does
             x = _centre_crop(x, self.tiles.tile)
         w, h = fit_size(x.shape[-1], x.shape[-2], self.tiles.tile, 0, self.grid)
-        contexts, _ = self._condition(resize(x, w, h), job)
+        contexts, _ = self._condition(resize(x, w, h)[None], job)
         return self._generate(contexts["full"], self.config.analysis)
 
     # ---- shared pieces --------------------------------------------------------------
 
     def _prefill_vit(self, ctx, image, iqa: bool = True) -> None:
-        """ViT block of an image (PIL or (3, H, W) in [0, 1]), sized as in training: IQA
-        images to the configured (min short, max long) side; a restoration canvas as is
-        (only capped to the ViT's maximum). Sides are rounded to the patch."""
+        """ViT block of an image (PIL, (3, H, W) in [0, 1], or (N, 3, H, W) restoration
+        canvases), sized as in training: IQA images to the configured (min short, max
+        long) side; a restoration canvas as is (only capped to the ViT's maximum). Sides
+        are rounded to the patch."""
         x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
         p, c = self.cfg.vit.patch_size, self.config
         lo, hi = (c.iqa_min_short, min(c.iqa_max_long, self.vit_max)) if iqa else (0, self.vit_max)
@@ -461,7 +482,7 @@ class _Job:
     device: torch.device
     residual: bool = False
     text: Optional[str] = None
-    on_step: Optional[Callable[[], None]] = None
+    on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step
     steps_done: int = 0
     gen: torch.Generator = field(init=False)
 
@@ -469,8 +490,8 @@ class _Job:
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
 
 
-def _tick(job: _Job) -> int:
-    job.steps_done += 1
+def _tick(job: _Job, n: int = 1) -> int:
+    job.steps_done += n
     return job.steps_done
 
 

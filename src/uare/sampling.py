@@ -93,6 +93,12 @@ class GuidanceConfig:
         if not 0.0 <= self.renorm_min <= 1.0:
             raise ValueError(f"renorm_min must be in [0, 1], got {self.renorm_min}")
 
+    def contexts(self) -> tuple[str, ...]:
+        """Names of the unconditional contexts some step may need (none: guidance off)."""
+        if self.text_scale <= 1.0 or self.interval[0] >= self.interval[1]:
+            return ()
+        return ("text", "image") if self.img_scale > 1.0 else ("text",)
+
     def branches(self, t: float) -> list[CfgBranch]:
         """The unconditional branches to evaluate at time t, in combination order.
 

@@ -77,7 +77,7 @@ class DataConfig:
     # few fixed degradations, so with few photos a model can tell the quality from the
     # content; redrawn, every photo is seen with every type and severity (as a KADID
     # reference is with every distortion and level). Still a function of n.
-    online: list[str] = field(default_factory=list)
+    online: tuple[str, ...] = ()
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:
