@@ -11,8 +11,14 @@ severity of every degradation type of a random preset applied to a random 128 px
 of a training photo (clean crops included), then writes a copy of --model with the new
 ViT weights. The head is thrown away; stage 2 then goes on from that folder.
 
+With --pairs F, a fraction F of each batch is instead pairs of one crop at two strengths
+of one single degradation (--pair-types), and a margin loss asks the head to order each
+pair: the question the monotonicity check asks (is this copy worse than that one?), with
+the content held fixed so it cannot stand in for the answer.
+
 Held-out check: the Spearman correlation between predicted and true severity, per type,
-on scikit-image's public-domain photos with fixed seeds (never trained on).
+on scikit-image's public-domain photos with fixed seeds (never trained on); with pairs,
+also the mean within-photo correlation over five strengths (0 to 1) of each pair type.
 """
 from __future__ import annotations
 
@@ -58,6 +64,17 @@ def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP):
     return out, target
 
 
+def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP):
+    """One crop at two strengths of one single degradation: (weak, strong, type index)."""
+    a = photos[rng.randrange(len(photos))]
+    y, x = rng.randrange(a.height - crop + 1), rng.randrange(a.width - crop + 1)
+    img = a.crop((x, y, x + crop, y + crop))
+    t = rng.choice(types)
+    lo, hi = sorted(rng.sample(range(5), 2))
+    out = [img if k == 0 else degrade(img, f"single:{t}:{k / 4:g}", seed=seed)[0] for k in (lo, hi)]
+    return out[0], out[1], TYPES.index(t), lo / 4, hi / 4
+
+
 def patches_of(images: list, patch: int, max_side: int):
     ps, pos = [], []
     for im in images:
@@ -88,6 +105,29 @@ def heldout(seed: int = 0, n_per: int = 24, crop: int = CROP):
 
 
 @torch.no_grad()
+def within_photo(probe, cfg, types, crop: int = CROP) -> dict:
+    """Mean over the held-out photos of SRCC(strength, predicted severity), five strengths."""
+    from scipy.stats import spearmanr
+    from skimage import data
+
+    probe.eval()
+    out = {}
+    for t in types:
+        rhos = []
+        for j, n in enumerate(("astronaut", "coffee", "chelsea", "rocket")):
+            im = load_image(getattr(data, n)())
+            im = im.crop(((im.width - crop) // 2, (im.height - crop) // 2,
+                          (im.width + crop) // 2, (im.height + crop) // 2))
+            ims = [im] + [degrade(im, f"single:{t}:{k / 4:g}", seed=20_000 + j)[0] for k in range(1, 5)]
+            pred = probe(*patches_of(ims, cfg.patch_size, cfg.max_patches_per_side))[:, TYPES.index(t)]
+            rho = spearmanr(range(5), pred.numpy())[0]
+            rhos.append(0.0 if np.isnan(rho) else float(rho))
+        out[t] = round(float(np.mean(rhos)), 3)
+    probe.train()
+    return out
+
+
+@torch.no_grad()
 def evaluate(probe, items, cfg) -> dict:
     from scipy.stats import spearmanr
 
@@ -111,6 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--crop", type=int, default=CROP, help="crop side (the tiny model trains on 128)")
     ap.add_argument("--heldout", type=int, default=24, help="held-out crops per photo")
+    ap.add_argument("--pairs", type=float, default=0.0, help="fraction of each batch as same-crop pairs")
+    ap.add_argument("--pair-types", default="noise,blur,jpeg")
+    ap.add_argument("--margin", type=float, default=0.1, help="of the pair loss, in severity units")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     model = UAREModel.from_pretrained(args.model)
@@ -122,12 +165,30 @@ def main(argv=None) -> int:
     if not photos:
         raise SystemExit(f"{args.data}: no photo of at least {args.crop} px a side")
     test = heldout(n_per=args.heldout, crop=args.crop)
+    pair_types = [t for t in args.pair_types.split(",") if t]
+    if any(t not in SINGLE_TYPES for t in pair_types):
+        raise SystemExit(f"--pair-types: choose from {', '.join(SINGLE_TYPES)}")
     print("held-out SRCC before:", json.dumps(evaluate(probe, test, cfg)), flush=True)
+    if args.pairs:
+        print("within-photo SRCC before:", json.dumps(within_photo(probe, cfg, pair_types, args.crop)), flush=True)
+    n_pairs = int(round(args.pairs * args.batch / 2))
     rng, t0, step = random.Random(args.seed), time.time(), 0
     while time.time() - t0 < 60 * args.minutes:
-        batch = [sample(photos, rng, rng.getrandbits(31), args.crop) for _ in range(args.batch)]
+        batch = [sample(photos, rng, rng.getrandbits(31), args.crop) for _ in range(args.batch - 2 * n_pairs)]
+        pairs = [pair(photos, rng, rng.getrandbits(31), pair_types, args.crop) for _ in range(n_pairs)]
+        for weak, strong, k, lo, hi in pairs:   # each copy also regresses its own severity
+            for im, s in ((weak, lo), (strong, hi)):
+                target = np.zeros(len(TYPES), np.float32)
+                target[k] = s
+                batch.append((im, target))
         target = torch.from_numpy(np.stack([t for _, t in batch]))
-        loss = F.mse_loss(probe(*patches_of([im for im, _ in batch], cfg.patch_size, cfg.max_patches_per_side)), target)
+        pred = probe(*patches_of([im for im, _ in batch], cfg.patch_size, cfg.max_patches_per_side))
+        loss = F.mse_loss(pred, target)
+        if pairs:
+            n = len(batch) - 2 * len(pairs)
+            k = torch.tensor([q[2] for q in pairs])
+            weak, strong = pred[n::2][torch.arange(len(pairs)), k], pred[n + 1::2][torch.arange(len(pairs)), k]
+            loss = loss + F.relu(args.margin - (strong - weak)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -136,13 +197,18 @@ def main(argv=None) -> int:
             print(f"step {step} loss {loss.item():.4f} ({(time.time() - t0) / 60:.1f} min)", flush=True)
     srcc = evaluate(probe, test, cfg)
     print("held-out SRCC after:", json.dumps(srcc), flush=True)
+    within = within_photo(probe, cfg, pair_types, args.crop) if args.pairs else None
+    if within:
+        print("within-photo SRCC after:", json.dumps(within), flush=True)
 
     out, src = Path(args.out), Path(args.model)
     model.save_pretrained(out)  # the probe trained model.vit in place; the head is not saved
     if (src / "inference.json").exists():
         shutil.copy2(src / "inference.json", out / "inference.json")
     (out / "vit_pretrain.json").write_text(json.dumps({"steps": step, "batch": args.batch, "lr": args.lr,
-                                                       "heldout_srcc": srcc}, indent=2) + "\n")
+                                                       "pairs": args.pairs, "pair_types": pair_types,
+                                                       "heldout_srcc": srcc, "within_photo_srcc": within},
+                                                      indent=2) + "\n")
     print(f"{out}: ViT after {step} steps", flush=True)
     return 0
 

@@ -76,11 +76,12 @@ def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro
         collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
 
 
-def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder):
+@pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"]])
+def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder, pairs):
     data = _photos(tmp_path, small_photo)
     out = tmp_path / "vit"
     args = ["--model", str(micro_folder), "-o", str(out), "--data", str(data), "--minutes", "0.002",
-            "--batch", "2", "--crop", "32", "--heldout", "2"]
+            "--batch", "4", "--crop", "32", "--heldout", "2", *pairs]
     assert _load("pretrain_vit.py").main(args) == 0
     before, after = load_file(str(micro_folder / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(before) == set(after)
@@ -88,4 +89,6 @@ def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, mi
     assert changed and all(k.startswith("vit.") for k in changed)
     info = json.loads((out / "vit_pretrain.json").read_text())
     assert info["steps"] >= 1 and set(info["heldout_srcc"]) >= {"noise", "blur", "jpeg"}
+    if pairs:   # same-crop pairs: the within-photo ordering is measured per pair type
+        assert set(info["within_photo_srcc"]) == {"noise", "jpeg"}
     UAREModel.from_pretrained(out)

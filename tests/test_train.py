@@ -63,6 +63,16 @@ def test_stage2_trains_both_experts_and_lowers_ce_and_mse(tmp_path, manifests):
     assert not any("pos_embed.pos_embed" in n for n in changed)  # fixed sin-cos tables
 
 
+def test_freeze_vit_keeps_the_vit_bit_identical_while_stage2_trains_the_rest(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 2, ["train.steps=3", "data.samples_per_step=2",
+                                             "checkpoint.every=100", "train.freeze_vit=true"])
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    t.train()
+    changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
+    assert not any(n.startswith("vit.") for n in changed)
+    assert any(n.startswith("connector.") for n in changed) and any(".experts.und." in n for n in changed)
+
+
 def test_checkpoints_keep_latest_k_and_ignore_unfinished_folders(tmp_path, manifests):
     t = trainer_for(tmp_path, manifests, 1, ["train.steps=4", "data.samples_per_step=1"])
     t.train()

@@ -49,6 +49,9 @@ class TrainSection:
     stage: int = 1
     steps: int = 10000
     trainable: str = "restoration"   # "restoration" (stage 1) | "all" (stage 2)
+    # Bagel's freeze_vit: keep the ViT (not the connector) fixed whatever `trainable` says,
+    # e.g. after a ViT pre-training step the language loss should read, not reshape
+    freeze_vit: bool = False
     ema_decay: float = 0.995
     seed: int = 0
     out_dir: str = "runs/uare"

@@ -8,6 +8,7 @@ Trainable parameters (`train.trainable`):
   expert, ViT, connector, token embeddings and LM head stay frozen, bit for bit.
 - "all" (stage 2): every parameter of the model; the autoencoder is not a parameter of
   the model (Bagel keeps it apart) and the tokenizer has none, so both stay fixed.
+`train.freeze_vit` (Bagel's flag of that name) also keeps every `vit.*` parameter fixed.
 """
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ def clean_name(name: str) -> str:
     return name.replace(WRAP, "")
 
 
-def set_trainable(model: torch.nn.Module, mode: str) -> list[str]:
-    """Freeze all but the chosen side; returns the names left trainable."""
+def set_trainable(model: torch.nn.Module, mode: str, freeze_vit: bool = False) -> list[str]:
+    """Freeze all but the chosen side (and the ViT with freeze_vit); returns the names
+    left trainable."""
     names = []
     for name, p in model.named_parameters():
         n = clean_name(name)
         fixed_table = n.endswith("pos_embed.pos_embed")  # fixed sin-cos, never trained
-        on = not fixed_table and (mode == "all" or bool(RESTORATION.match(n)))
+        fixed_vit = freeze_vit and n.startswith("vit.")
+        on = not fixed_table and not fixed_vit and (mode == "all" or bool(RESTORATION.match(n)))
         p.requires_grad_(on)
         if on:
             names.append(n)
@@ -88,7 +91,7 @@ class Trainer:
         self.out = Path(recipe.train.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.progress = progress
-        self.trainable = set_trainable(model, recipe.train.trainable)
+        self.trainable = set_trainable(model, recipe.train.trainable, recipe.train.freeze_vit)
         self.params = {clean_name(n): p for n, p in model.named_parameters() if p.requires_grad}
         o = recipe.optim
         self.opt = torch.optim.AdamW(list(self.params.values()), lr=o.lr, betas=tuple(o.betas),
