@@ -92,3 +92,20 @@ def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, mi
     if pairs:   # same-crop pairs: the within-photo ordering is measured per pair type
         assert set(info["within_photo_srcc"]) == {"noise", "jpeg"}
     UAREModel.from_pretrained(out)
+
+
+def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, small_photo):
+    from test_pipeline import save_test_model
+
+    folder = save_test_model(tmp_path / "model")
+    data = _photos(tmp_path, small_photo)
+    out = tmp_path / "report.json"
+    args = ["--model", str(folder), "--data", str(data), "--crops", "6", "--samples", "3",
+            "--side", "32", "-o", str(out)]
+    assert _load("iqa_diagnostics.py").main(args) == 0
+    r = json.loads(out.read_text())
+    assert set(r["vit_probe_within_photo_srcc"]) == {"noise", "blur", "jpeg"}
+    assert all(-1 <= v <= 1 for v in r["vit_probe_within_photo_srcc"].values())
+    reading = r["reading"]
+    assert reading["samples"] == 3 and reading["nll_own_image"] > 0
+    assert reading["gap_nats"] == pytest.approx(reading["nll_other_image"] - reading["nll_own_image"], abs=2e-3)
