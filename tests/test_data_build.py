@@ -123,3 +123,18 @@ def test_cfg_dropout_rate_and_what_is_never_dropped():
 def test_pack_keeps_order_and_budget():
     assert pack([5, 5, 5, 20, 3], 12) == [[0, 1], [2], [3], [4]]
     assert pack([1, 1, 1], 1) == [[0], [1], [2]]
+
+
+def test_score_first_puts_the_verdict_before_the_description(tmp_path, small_photo):
+    from uare.data import iqa
+
+    plain = iqa.synthetic_scoring_sample({"severity": {"noise": 0.5}}, seed=3)
+    first = iqa.synthetic_scoring_sample({"severity": {"noise": 0.5}}, seed=3, score_first=True)
+    assert plain.answer.endswith("score 3.00.") and first.answer.startswith("Overall the quality is fair, score 3.00.")
+    assert sorted(plain.answer.split()) == sorted(first.answer.split()) and plain.question == first.question
+    m = make_dataset(tmp_path, small_photo, n=1)
+    cfg = DataConfig(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=48, iqa_min_short=16,
+                     iqa_max_long=48, online=("iqa",), score_first=True)
+    stream = SampleStream(cfg, vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+    answers = [s.items[-1].text for s in (stream[n] for n in range(40)) if "score" in s.items[-1].text]
+    assert answers and all(a.startswith("Overall the quality is") for a in answers)

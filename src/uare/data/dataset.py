@@ -78,6 +78,9 @@ class DataConfig:
     # content; redrawn, every photo is seen with every type and severity (as a KADID
     # reference is with every distortion and level). Still a function of n.
     online: tuple[str, ...] = ()
+    # scoring answers open with "Overall the quality is <level>, score <s>." and describe
+    # after it (iqa.scoring_sample); uare assess reads the level wherever it appears
+    score_first: bool = False
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:
@@ -166,7 +169,7 @@ class SampleStream:
         img = self._clean(line, rng, cfg.iqa_min_short, cfg.iqa_max_long,
                            _lcm(self.vit_stride, self.vae_stride))
         if kind == "iqa_real":
-            s = iqa.scoring_sample(float(line["mos"]), "", line["seed"])
+            s = iqa.scoring_sample(float(line["mos"]), "", line["seed"], cfg.score_first)
             return RawSample(kind, n, _vlm_items([img], s))
         task, seed = line.get("task", "score"), line["seed"]
         record = None
@@ -182,7 +185,8 @@ class SampleStream:
             s = iqa.synthetic_comparison_sample(np.asarray(img), (np.asarray(lq), record),
                                                 (np.asarray(lq_b), rec_b), seed)
             return RawSample(kind, n, _vlm_items([img, lq, lq_b], s), record)
-        return RawSample(kind, n, _vlm_items([lq], iqa.synthetic_scoring_sample(record, seed)), record)
+        return RawSample(kind, n, _vlm_items([lq], iqa.synthetic_scoring_sample(record, seed, score_first=cfg.score_first)),
+                         record)
 
 
 def _vlm_items(images: list[Image.Image], s: iqa.IQASample) -> list[RawItem]:

@@ -89,18 +89,22 @@ class IQASample:
     score: Optional[float] = None
 
 
-def scoring_sample(score: float, description: str, seed: int = 0) -> IQASample:
-    """Answer = description + level + score, e.g. '... The quality is fair, score 2.85.'"""
+def scoring_sample(score: float, description: str, seed: int = 0, score_first: bool = False) -> IQASample:
+    """Answer = description + level + score, e.g. '... Overall the quality is fair, score
+    2.85.'; with score_first the level and score open the answer and the description
+    follows (Q-Align's layout: the level is then read from the image and the question
+    alone, not after the model's own description)."""
     if not 1.0 <= score <= 5.0:
         raise ValueError(f"score {score} is outside [1, 5]")
     rng = random.Random(f"score:{seed}")
-    answer = f"{description} Overall the quality is {quality_level(score)}, score {score:.2f}."
+    verdict = f"Overall the quality is {quality_level(score)}, score {score:.2f}."
+    answer = f"{verdict} {description}" if score_first else f"{description} {verdict}"
     return IQASample("score", rng.choice(SCORE_QUESTIONS), answer.strip(), score=score)
 
 
 def synthetic_scoring_sample(record: Optional[Mapping], seed: int = 0,
-                             ssim: Optional[float] = None) -> IQASample:
-    return scoring_sample(pseudo_opinion_score(record, ssim), _describe(record, seed), seed)
+                             ssim: Optional[float] = None, score_first: bool = False) -> IQASample:
+    return scoring_sample(pseudo_opinion_score(record, ssim), _describe(record, seed), seed, score_first)
 
 
 def description_sample(record: Optional[Mapping], seed: int = 0) -> IQASample:
