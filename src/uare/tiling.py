@@ -113,9 +113,12 @@ def process_tiled(x: torch.Tensor, fn: TileFn, cfg: TileConfig,
     xs = tile_starts(w, cfg.tile, cfg.overlap, cfg.grid)
     wy, wx = axis_weights(ys, th, h), axis_weights(xs, tw, w)
     places = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    # as few calls as `batch` allows, of even sizes (25 tiles by 8: 7, 7, 7, 4, not 8, 8, 8, 1)
+    calls = -(-len(places) // batch)
+    size = -(-len(places) // calls)
     out: Optional[torch.Tensor] = None
-    for k in range(0, len(places), batch):
-        group = places[k:k + batch]
+    for k in range(0, len(places), size):
+        group = places[k:k + size]
         tiles = fn(torch.stack([x[:, ys[i]:ys[i] + th, xs[j]:xs[j] + tw] for i, j in group])).float()
         if tiles.shape[0] != len(group) or tiles.shape[-2:] != (th, tw):
             raise ValueError(f"tile function returned {tuple(tiles.shape)} for {len(group)} tiles of {tw}x{th}")
