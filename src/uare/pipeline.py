@@ -334,7 +334,8 @@ class UARE:
         elif job.analyze:
             self.model.prefill_text(contexts["full"], self.tok.encode(job.text))
         n, gh, gw = tiles.shape[0], tiles.shape[-2] // self.grid, tiles.shape[-1] // self.grid
-        # one draw per tile, in tile order: the same noise whatever the batch size
+        # one draw per tile, in tile order: without posterior sampling (which draws for the
+        # whole batch at encoding) the same noise as one tile at a time
         noise = torch.stack([torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
                                          device=self.device, dtype=torch.float32) for _ in range(n)])
         p = self.cfg.latent_patch_size
