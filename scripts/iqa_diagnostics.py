@@ -28,6 +28,7 @@ import torch
 
 from uare.data import iqa
 from uare.data.build import draw_degradation
+from uare.data.packing import pixels
 from uare.degradations import degrade
 from uare.imageio import list_images, load_image, write_json
 from uare.model import UAREModel
@@ -50,8 +51,7 @@ def _crop(img, rng: random.Random, side: int):
 @torch.no_grad()
 def pooled_features(model, images) -> np.ndarray:
     v = model.cfg.vit
-    ps, pos = zip(*(vit_patchify(torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1),
-                                 v.patch_size, v.max_patches_per_side) for im in images))
+    ps, pos = zip(*(vit_patchify(pixels(im), v.patch_size, v.max_patches_per_side) for im in images))
     n = ps[0].shape[0]
     patches, pos = torch.cat(ps), torch.cat(pos)
     h = model.vit(patches, pos, [n] * len(images)).view(len(images), n, -1)
@@ -91,7 +91,7 @@ def vit_probe(model, photos, crops: int, side: int, ridge: float = 300.0, seed: 
 def answer_nll(model, image, question: str, answer: str) -> float:
     tok = model.tokenizer
     ctx = model.new_context()
-    model.prefill_vit_image(ctx, torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1).permute(2, 0, 1))
+    model.prefill_vit_image(ctx, pixels(image))
     model.prefill_text(ctx, tok.encode(question))
     logits, total = model.decode_step(ctx, tok.bos_id), 0.0
     for t in tok.encode(answer) + [tok.eos_id]:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from uare.data.build import MULTI_PRESETS, SINGLE_TYPES
+from uare.data.packing import pixels
 from uare.degradations import degrade
 from uare.imageio import list_images, load_image
 from uare.model import UAREModel
@@ -78,8 +79,7 @@ def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP):
 def patches_of(images: list, patch: int, max_side: int):
     ps, pos = [], []
     for im in images:
-        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-        p, q = vit_patchify(x, patch, max_side)
+        p, q = vit_patchify(pixels(im), patch, max_side)
         ps.append(p)
         pos.append(q)
     return torch.cat(ps), torch.cat(pos), [p.shape[0] for p in ps]
