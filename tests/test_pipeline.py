@@ -317,6 +317,43 @@ def test_residual_decoding_cancels_the_autoencoders_error(uare, astronaut):
     assert np.array_equal(np.asarray(pipe.restore(img, task="denoise").image).astype(int), outs[False])
 
 
+def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut):
+    # the lossy autoencoder casts and bends the tone; decoded directly, the colour fix
+    # takes the input's low band back for denoise, not for dehaze (its target is brighter)
+    img = _photo(astronaut, 96, 128)
+
+    def run(task, **cfg):
+        model = _IdentityModel(uare.model, 64)
+        model.autoencoder = _LossyAE()
+        pipe = UARE(model, InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), **cfg))
+        out = np.asarray(pipe.restore(img, task=task).image).astype(float)
+        return np.abs(out.mean((0, 1)) - img.mean((0, 1))).max()
+
+    cast = run("denoise")
+    assert cast > 5
+    assert run("denoise", color_fix=True, color_fix_sigma=8.0) < 1
+    assert run("dehaze", color_fix=True) == pytest.approx(cast, abs=2)
+    assert run("dehaze", color_fix=["dehaze"]) < 1
+    with pytest.raises(ValueError, match="color_fix_sigma must be positive"):
+        UARE(uare.model, InferenceConfig(color_fix=True, color_fix_sigma=0.0))
+    with pytest.raises(ValueError, match="unknown tasks.*deblurr"):
+        UARE(uare.model, InferenceConfig(color_fix=["deblurr"]))
+
+
+def test_color_fix_for_open_tasks_follows_the_named_degradations(uare):
+    pipe = UARE(uare.model, InferenceConfig(color_fix=True))
+    assert pipe._color_fix("deblur", []) and pipe._color_fix("sr", [])
+    assert not pipe._color_fix("lowlight", []) and not pipe._color_fix("mixed", [])
+    assert pipe._color_fix("mixed", ["blur", "noise", "jpeg"])
+    assert pipe._color_fix("auto", ["raindrop"])
+    assert not pipe._color_fix("mixed", ["blur", "haze"])
+    assert not pipe._color_fix("lowlight", ["noise"])     # a named task keeps its own rule
+    listed = UARE(uare.model, InferenceConfig(color_fix=["sr"]))
+    assert listed._color_fix("sr", []) and not listed._color_fix("deblur", [])
+    assert not listed._color_fix("mixed", ["blur"])
+    assert not UARE(uare.model, InferenceConfig())._color_fix("sr", [])   # off by default
+
+
 def test_inference_tile_and_iqa_crop_settings(uare, monkeypatch):
     small = UARE(uare.model, InferenceConfig(tile=64, iqa_crop=32))
     assert small.tiles.tile == 64 and small.tiles.overlap == 8

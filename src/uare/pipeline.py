@@ -24,6 +24,7 @@ from PIL import Image
 
 from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
+from .color_fix import color_fix
 from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
@@ -34,6 +35,8 @@ from .sampling import (
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
+# tasks whose clean target has the degraded input's tone and colour (not dehaze, lowlight)
+TONE_KEEPING_TASKS = ("sr", "denoise", "deblur", "dejpeg", "derain")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
                 "derain": "rain", "lowlight": "lowlight"}
 # Prompts, in one place. Answers end "Overall the quality is <level>, score <s>." and
@@ -99,6 +102,13 @@ class InferenceConfig:
     # detail the autoencoder cannot hold is worth keeping for sr/deblur/dejpeg, not for
     # denoise, where that detail is the noise). Off by default: Bagel decodes directly.
     residual_decode: Union[bool, list] = False
+    # colour fix (uare.color_fix): these tasks (True: every task whose target keeps the
+    # input's tone, TONE_KEEPING_TASKS) get the input's low band back, a Gaussian of
+    # color_fix_sigma pixels; auto and analyse-then-restore runs too when every degradation
+    # the model named is one of theirs. Off by default: a model that does not drift in
+    # colour needs none, and the low band is where haze and low-light restoration happen.
+    color_fix: Union[bool, list] = False
+    color_fix_sigma: float = 16.0
     # tiles restored in one forward (all tiles of an image share one size and one
     # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
     # tiles): see bench/inference.py; on a GPU raise it while memory allows
@@ -191,6 +201,11 @@ class UARE:
                              f"between {self.grid} and {self.max_side}")
         if self.config.tile_batch < 1:
             raise ValueError(f"inference tile_batch must be at least 1, got {self.config.tile_batch}")
+        if not self.config.color_fix_sigma > 0:
+            raise ValueError(f"inference color_fix_sigma must be positive, got {self.config.color_fix_sigma}")
+        if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
+            raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
+                             f"choose from {', '.join(TASKS)}")
         self.vit_max = self.cfg.vit.patch_size * self.cfg.vit.max_patches_per_side
         overlap = self.config.tile_overlap
         overlap = round_up(tile // 8, self.grid) if overlap is None else overlap
@@ -262,7 +277,7 @@ class UARE:
             raise ValueError(f"steps must be at least 2, got {steps}")
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
-        instruction, task = self._instruction(img, task, prompt, analyze)
+        instruction, task, types = self._instruction(img, task, prompt, analyze)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
@@ -271,12 +286,26 @@ class UARE:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
         out = restore_any_size(x, lambda tiles: self._restore_tiles(tiles, job), self.tiles,
                                batch=self.config.tile_batch)
+        if analyze:
+            types = mentioned_types(job.text or "")
+        if self._color_fix(task, types):
+            out = color_fix(out, x, self.config.color_fix_sigma)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
         return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
 
     def _residual(self, task: str) -> bool:
         r = self.config.residual_decode
         return task in r if isinstance(r, (list, tuple)) else bool(r)
+
+    def _color_fix(self, task: str, types) -> bool:
+        """Whether the output takes the input's low band: the task is listed, or the task
+        is open (auto, mixed) and each degradation named by the model is of a listed task."""
+        c = self.config.color_fix
+        tasks = set(c) if isinstance(c, (list, tuple)) else set(TONE_KEEPING_TASKS) if c else set()
+        if task in tasks:
+            return True
+        named = {TASK_OF_TYPE[t] for t in types if t in TASK_OF_TYPE}
+        return task in ("auto", "mixed") and bool(named) and named <= tasks
 
     def _input_for(self, image: ImageLike, task: str) -> Image.Image:
         img = load_image(image)
@@ -289,20 +318,21 @@ class UARE:
         return img.resize((w, h), Image.BICUBIC)
 
     def _instruction(self, img: Image.Image, task: str, prompt: Optional[str],
-                     analyze: bool) -> tuple[str, str]:
-        """(instruction, resolved task). auto asks the model's own assessment; it keeps
-        the size, so a "low resolution" finding does not turn it into x4 sr."""
+                     analyze: bool) -> tuple[str, str, list[str]]:
+        """(instruction, resolved task, degradation types the model named). auto asks
+        the model's own assessment; it keeps the size, so a "low resolution" finding does
+        not turn it into x4 sr."""
         if prompt:
-            return prompt, task
+            return prompt, task, []
         if analyze:
-            return ANALYZE_INSTRUCTION, task
+            return ANALYZE_INSTRUCTION, task, []
         if task != "auto":
-            return instruction_for(task), task
+            return instruction_for(task), task, []
         found = mentioned_types(self.assess(img).text)
         types = [t for t in found if t in TASK_OF_TYPE and t != "downsample"]
         if not types:
-            return HIGH_ORDER_INSTRUCTION, "mixed"
-        return instruction_for("auto", types), task_for_types(types)
+            return HIGH_ORDER_INSTRUCTION, "mixed", []
+        return instruction_for("auto", types), task_for_types(types), types
 
     def _condition(self, tiles: torch.Tensor, job: "_Job"):
         """Contexts for N canvases of one size, (N, 3, h, w) in [0, 1]: full (VAE, ViT,
