@@ -58,20 +58,30 @@ def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro
     half = load_file(str(out / "init" / "model.safetensors"))
     assert all(v.dtype == torch.float16 for v in half.values() if v.is_floating_point())
 
-    # what run.sh sends back: the model in shards, the config
+    # run.sh: widen the carry to float32, train (here: nothing), pack the export in shards
+    shards = _load("device/shards.py")
+    work = tmp_path / "work"
+    assert shards.main(["widen", str(out / "init"), str(work / "init")]) == 0
+    wide = load_file(str(work / "init" / "model.safetensors"))
+    assert set(wide) == set(half)
+    assert all(v.dtype == torch.float32 and torch.equal(v, half[k].float())
+               for k, v in wide.items() if v.is_floating_point())
     sd = load_file(str(micro_folder / "model.safetensors"))
     back = tmp_path / "back"
-    back.mkdir()
+    limit = sum(v.numel() * v.element_size() for v in sd.values()) // 3
+    notes = shards.pack(micro_folder, tmp_path / "no-ae", back, limit=limit)
+    n = len(list(back.glob("model-*.safetensors")))
+    assert n >= 3 and notes == [f"model: {n} shards"]
+    assert not (back / "ae.safetensors").exists()
+    assert shards.pack(tmp_path / "no-export", micro_folder, tmp_path / "ae-only")[0] == "no stage-2 export"
+    assert (tmp_path / "ae-only" / "ae.safetensors").exists()
     keys = sorted(sd)
-    for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2:])):
-        save_file({k: sd[k] for k in part}, str(back / f"model-{i:02d}.safetensors"))
-    (back / "config.json").write_text((micro_folder / "config.json").read_text())
     collect = _load("device/collect.py")
     assert collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "rebuilt")]) == 0
     again = load_file(str(tmp_path / "rebuilt" / "model.safetensors"))
     assert set(again) == set(sd) and all(torch.equal(again[k], sd[k]) for k in sd)
     UAREModel.from_pretrained(tmp_path / "rebuilt")
-    save_file({keys[0]: sd[keys[0]]}, str(back / "model-02.safetensors"))
+    save_file({keys[0]: sd[keys[0]]}, str(back / f"model-{n:02d}.safetensors"))   # one more, repeating
     with pytest.raises(SystemExit, match="repeats"):
         collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
 

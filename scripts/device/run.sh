@@ -25,19 +25,7 @@ log "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&
 $PY -c "import torch, safetensors, tokenizers, scipy, yaml; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$OUT/run.log"
 
 # float16 carry -> float32 model folder
-$PY - "$G/init" "$W/init" <<'PYEOF' 2>&1 | tee -a "$OUT/run.log"
-import shutil, sys
-from pathlib import Path
-from safetensors.torch import load_file, save_file
-src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-dst.mkdir(parents=True, exist_ok=True)
-sd = load_file(str(src / "model.safetensors"))
-save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, str(dst / "model.safetensors"))
-for f in ("config.json", "ae.safetensors", "tokenizer.json", "inference.json"):
-    if (src / f).exists():
-        shutil.copy2(src / f, dst / f)
-print("init", dst, len(sd), "tensors")
-PYEOF
+$PY scripts/device/shards.py widen "$G/init" "$W/init" 2>&1 | tee -a "$OUT/run.log"
 
 AE=""
 if [ -z "${SKIP_AE:-}" ]; then
@@ -70,31 +58,7 @@ fi
 [ -n "$AE" ] && { wait $AE; log "autoencoder rc $?"; }
 
 # results: model shards, autoencoder, logs
-$PY - "$W/export" "$W/ae" "$OUT" <<'PYEOF' 2>&1 | tee -a "$OUT/run.log"
-import shutil, sys
-from pathlib import Path
-from safetensors.torch import load_file, save_file
-exp, ae, out = (Path(a) for a in sys.argv[1:])
-if (exp / "model.safetensors").exists():
-    sd = load_file(str(exp / "model.safetensors"))
-    shards, cur, size = [], {}, 0
-    for k in sorted(sd):
-        n = sd[k].numel() * sd[k].element_size()
-        if cur and size + n > 15_000_000:
-            shards.append(cur); cur, size = {}, 0
-        cur[k] = sd[k].contiguous(); size += n
-    shards.append(cur)
-    for i, s in enumerate(shards):
-        save_file(s, str(out / f"model-{i:02d}.safetensors"))
-    shutil.copy2(exp / "config.json", out / "config.json")
-    print("model:", len(shards), "shards")
-else:
-    print("no stage-2 export")
-f = ae / "ae.safetensors"
-if f.exists():
-    shutil.copy2(f, out / "ae.safetensors")
-    print("autoencoder:", (ae / "ae_config.json").read_text() if (ae / "ae_config.json").exists() else "no config")
-PYEOF
+$PY scripts/device/shards.py pack "$W/export" "$W/ae" "$OUT" 2>&1 | tee -a "$OUT/run.log"
 { for f in "$W"/stage2*.log "$W/ae.log" "$W"/stage2/metrics.csv "$W/ae/log.jsonl"; do
     [ -f "$f" ] && { echo "=== $f"; tail -c 300000 "$f"; }; done; } > "$OUT/logs.txt"
 log "done"; ls -la "$OUT" | tee -a "$OUT/run.log"
