@@ -3,6 +3,7 @@ and returns the right types and sizes, results are deterministic, the level scor
 Q-Align formula, and tiled restoration on an identity model gives back the input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -193,6 +194,20 @@ def test_analyze_returns_the_analysis_once_for_single_and_tiled_images(uare, ast
     big = uare.restore(_photo(astronaut, 40, 150), analyze=True, steps=2)
     assert isinstance(big.text, str) and big.image.size == (150, 40)
     assert len(calls) == 1  # generated once on the whole image, prefilled into each tile
+
+
+def test_the_whole_image_analysis_builds_no_guidance_contexts(uare, astronaut, monkeypatch):
+    guided = UARE(uare.model, dataclasses.replace(uare.config, guidance=pipeline.GuidanceConfig(
+        text_scale=4.0, img_scale=2.0)))
+    made = []
+    real = guided.model.new_context
+    monkeypatch.setattr(guided.model, "new_context", lambda: made.append(1) or real())
+    job = pipeline._Job("x", True, 2, 0, torch.device("cpu"))
+    guided._analysis_of_whole(torch.rand(3, 40, 150), job)
+    assert len(made) == 1                   # the full context only: text is sampled unguided
+    made.clear()
+    guided._condition(torch.rand(2, 3, 32, 32), job)
+    assert len(made) == 2                   # restoring: full (forked for "text") and "image"
 
 
 def test_auto_picks_the_instruction_from_the_models_own_assessment(uare, small_photo, monkeypatch):

@@ -334,11 +334,12 @@ class UARE:
             return HIGH_ORDER_INSTRUCTION, "mixed", []
         return instruction_for("auto", types), task_for_types(types), types
 
-    def _condition(self, tiles: torch.Tensor, job: "_Job"):
+    def _condition(self, tiles: torch.Tensor, job: "_Job", guided: bool = True):
         """Contexts for N canvases of one size, (N, 3, h, w) in [0, 1]: full (VAE, ViT,
         instruction) and the unconditional ones guidance will use: no text (right after
         the images), no image (the instruction alone, one context shared by all N); and
-        the canvases' (N, z, h', w') latents."""
+        the canvases' (N, z, h', w') latents. guided=False: the full context alone (text
+        generation uses no guidance)."""
         m = self.model
         ctx = m.new_context()
         pixels = (tiles * 2 - 1).to(self.device, self.dtype)
@@ -346,7 +347,7 @@ class UARE:
         m.prefill_vae_image(ctx, latent)
         self._prefill_vit(ctx, tiles, iqa=False)
         contexts = {"full": ctx}
-        uses = self.config.guidance.contexts()
+        uses = self.config.guidance.contexts() if guided else ()
         if "text" in uses:
             contexts["text"] = ctx.fork()
         ids = self.tok.encode(job.instruction)
@@ -395,7 +396,7 @@ class UARE:
         if self.config.iqa_crop:   # a native-scale model judges a native-scale view, as assess does
             x = _centre_crop(x, self.tiles.tile)
         w, h = fit_size(x.shape[-1], x.shape[-2], self.tiles.tile, 0, self.grid)
-        contexts, _ = self._condition(resize(x, w, h)[None], job)
+        contexts, _ = self._condition(resize(x, w, h)[None], job, guided=False)
         return self._generate(contexts["full"], self.config.analysis)
 
     # ---- shared pieces --------------------------------------------------------------
