@@ -99,6 +99,16 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     a, b = (np.asarray(Image.open(tmp_path / n)) for n in ("one.png", "two.png"))
     assert a.shape == (56, 60, 3) and np.array_equal(a, b)
     assert not (tmp_path / "one.txt").exists()
+    outs = {}
+    for fix in ("on", "off"):
+        assert main(["restore", str(src), "-o", str(tmp_path / f"{fix}.png"), "--task", "sr", "--seed", "5",
+                     "--model", str(model_dir), "--color-fix", fix]) == 0
+        outs[fix] = np.asarray(Image.open(tmp_path / f"{fix}.png")).astype(float)
+    # the test model has no colour fix of its own: off is its default, on moves its mean
+    # colour towards the bicubic input's
+    assert np.array_equal(outs["off"], a)
+    up = np.asarray(Image.open(src).resize((60, 56), Image.BICUBIC)).astype(float)
+    assert np.abs(outs["on"].mean((0, 1)) - up.mean((0, 1))).max() < np.abs(a.mean((0, 1)) - up.mean((0, 1))).max()
 
 
 def test_restore_never_overwrites_an_input(model_dir, tmp_path, small_photo, capsys):

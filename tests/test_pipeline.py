@@ -337,11 +337,11 @@ def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut)
     # takes the input's low band back for denoise, not for dehaze (its target is brighter)
     img = _photo(astronaut, 96, 128)
 
-    def run(task, **cfg):
+    def run(task, fix=None, **cfg):
         model = _IdentityModel(uare.model, 64)
         model.autoencoder = _LossyAE()
         pipe = UARE(model, InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), **cfg))
-        out = np.asarray(pipe.restore(img, task=task).image).astype(float)
+        out = np.asarray(pipe.restore(img, task=task, color_fix=fix).image).astype(float)
         return np.abs(out.mean((0, 1)) - img.mean((0, 1))).max()
 
     cast = run("denoise")
@@ -349,6 +349,9 @@ def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut)
     assert run("denoise", color_fix=True, color_fix_sigma=8.0) < 1
     assert run("dehaze", color_fix=True) == pytest.approx(cast, abs=2)
     assert run("dehaze", color_fix=["dehaze"]) < 1
+    # the caller's word wins over the setting, both ways
+    assert run("dehaze", fix=True) < 1
+    assert run("denoise", fix=False, color_fix=True) == pytest.approx(cast, abs=1e-9)
     with pytest.raises(ValueError, match="color_fix_sigma must be positive"):
         UARE(uare.model, InferenceConfig(color_fix=True, color_fix_sigma=0.0))
     with pytest.raises(ValueError, match="unknown tasks.*deblurr"):

@@ -24,7 +24,7 @@ from PIL import Image
 
 from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
-from .color_fix import color_fix
+from .color_fix import color_fix as apply_color_fix
 from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
@@ -262,13 +262,16 @@ class UARE:
     @torch.inference_mode()
     def restore(self, image: ImageLike, task: str = "auto", prompt: Optional[str] = None,
                 analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
-                progress: Optional[Callable[[int, int], None]] = None) -> Restoration:
+                progress: Optional[Callable[[int, int], None]] = None,
+                color_fix: Optional[bool] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
         generate the 4-part analysis first and condition on it (returned as `text`).
         Images over the model's maximum side are restored in blended tiles.
         progress(done, total) is told after every sampler step over all tiles.
+        color_fix: give the output the input's low band (tone, colour) back; None: the
+        model's setting (inference.json `color_fix`, by task).
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -288,8 +291,8 @@ class UARE:
                                batch=self.config.tile_batch)
         if analyze:
             types = mentioned_types(job.text or "")
-        if self._color_fix(task, types):
-            out = color_fix(out, x, self.config.color_fix_sigma)
+        if self._color_fix(task, types) if color_fix is None else color_fix:
+            out = apply_color_fix(out, x, self.config.color_fix_sigma)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
         return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
 

@@ -25,6 +25,10 @@ def add_arguments(parser) -> None:
                         help="write a 4-part quality analysis first and restore conditioned on it")
     parser.add_argument("--steps", type=int, default=None, help="flow sampling steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same image")
+    parser.add_argument("--color-fix", choices=("auto", "on", "off"), default="auto",
+                        help="give the output the input's tone and colour back (auto: the model's "
+                             "setting, by task; the tiny model does it for sr, denoise, deblur, "
+                             "dejpeg and derain)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
@@ -87,7 +91,8 @@ def run(args) -> int:
 
         with step_bar(path.name) as tick:
             r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
-                              steps=args.steps, seed=args.seed, progress=tick)
+                              steps=args.steps, seed=args.seed, progress=tick,
+                              color_fix={"auto": None, "on": True, "off": False}[args.color_fix])
         out = save_image(r.image, targets[path], protect=files)
         text_path = None
         if r.text is not None:
