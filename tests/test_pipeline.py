@@ -358,16 +358,19 @@ def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut)
         UARE(uare.model, InferenceConfig(color_fix=["deblurr"]))
 
 
-def test_color_fix_for_open_tasks_follows_the_named_degradations(uare):
+def test_color_fix_follows_the_degradations_being_removed(uare):
     pipe = UARE(uare.model, InferenceConfig(color_fix=True))
-    assert pipe._color_fix("deblur", []) and pipe._color_fix("sr", [])
-    assert not pipe._color_fix("lowlight", []) and not pipe._color_fix("mixed", [])
+    assert pipe._color_fix("deblur", []) and pipe._color_fix("sr", []) and pipe._color_fix("dejpeg", [])
+    assert not pipe._color_fix("lowlight", []) and not pipe._color_fix("dehaze", [])
+    assert not pipe._color_fix("derain", [])              # rain streaks add light
+    assert not pipe._color_fix("mixed", [])               # nothing named: unknown
     assert pipe._color_fix("mixed", ["blur", "noise", "jpeg"])
-    assert pipe._color_fix("auto", ["raindrop"])
+    assert pipe._color_fix("auto", ["raindrop"]) and not pipe._color_fix("auto", ["rain"])
     assert not pipe._color_fix("mixed", ["blur", "haze"])
     assert not pipe._color_fix("lowlight", ["noise"])     # a named task keeps its own rule
-    listed = UARE(uare.model, InferenceConfig(color_fix=["sr"]))
+    listed = UARE(uare.model, InferenceConfig(color_fix=["sr", "derain"]))
     assert listed._color_fix("sr", []) and not listed._color_fix("deblur", [])
+    assert listed._color_fix("derain", []) and listed._color_fix("auto", ["rain", "raindrop"])
     assert not listed._color_fix("mixed", ["blur"])
     assert not UARE(uare.model, InferenceConfig())._color_fix("sr", [])   # off by default
 

@@ -2,9 +2,9 @@
 
 Diffusion restorers are known to drift in colour (StableSR and SUPIR correct it after
 sampling); the tiny model does so too, and by task: told to derain it darkens the whole
-image by ~9 grey levels (it removes the brightness rain streaks would add), told to
-deblur it casts red, and each 128 px tile drifts its own way. For tasks whose target
-has the input's tone (x4 SR, deblurring, denoising, JPEG removal, deraining) the low band
+image by ~9 grey levels even where there are only raindrops, told to deblur it casts
+red, and each 128 px tile drifts its own way. Where the target has the input's tone (x4
+SR, deblurring, denoising, JPEG removal, raindrops; uare.pipeline decides) the low band
 of the output is replaced by the input's: out - G(out - input), G a Gaussian of `sigma`
 pixels. sigma is meant to remove only tone: far above the scale of the detail these
 tasks restore (a latent token is 8 px). It is not chosen to maximise PSNR: that would

@@ -35,8 +35,10 @@ from .sampling import (
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
-# tasks whose clean target has the degraded input's tone and colour (not dehaze, lowlight)
-TONE_KEEPING_TASKS = ("sr", "denoise", "deblur", "dejpeg", "derain")
+# degradations whose removal leaves the image's tone and colour as they are: not haze and
+# low light (their restoration is the low band), nor rain streaks (a screen blend: they
+# add light, so the clean image is darker)
+TONE_KEEPING_TYPES = ("downsample", "noise", "blur", "jpeg", "raindrop")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
                 "derain": "rain", "lowlight": "lowlight"}
 # Prompts, in one place. Answers end "Overall the quality is <level>, score <s>." and
@@ -102,11 +104,11 @@ class InferenceConfig:
     # detail the autoencoder cannot hold is worth keeping for sr/deblur/dejpeg, not for
     # denoise, where that detail is the noise). Off by default: Bagel decodes directly.
     residual_decode: Union[bool, list] = False
-    # colour fix (uare.color_fix): these tasks (True: every task whose target keeps the
-    # input's tone, TONE_KEEPING_TASKS) get the input's low band back, a Gaussian of
-    # color_fix_sigma pixels; auto and analyse-then-restore runs too when every degradation
-    # the model named is one of theirs. Off by default: a model that does not drift in
-    # colour needs none, and the low band is where haze and low-light restoration happen.
+    # colour fix (uare.color_fix): the output gets the input's low band back (a Gaussian of
+    # color_fix_sigma pixels) when every degradation being removed keeps the tone: those
+    # of the task (derain: rain and raindrops), or for auto and mixed those the model named.
+    # True: TONE_KEEPING_TYPES (so sr, denoise, deblur, dejpeg); a list of tasks: their
+    # degradations. Off by default: a model that does not drift in colour needs none.
     color_fix: Union[bool, list] = False
     color_fix_sigma: float = 16.0
     # tiles restored in one forward (all tiles of an image share one size and one
@@ -301,14 +303,16 @@ class UARE:
         return task in r if isinstance(r, (list, tuple)) else bool(r)
 
     def _color_fix(self, task: str, types) -> bool:
-        """Whether the output takes the input's low band: the task is listed, or the task
-        is open (auto, mixed) and each degradation named by the model is of a listed task."""
+        """Whether the output takes the input's low band: every degradation removed (the
+        task's own; for auto and mixed, those the model named: none named, no fix) is
+        one the setting allows."""
         c = self.config.color_fix
-        tasks = set(c) if isinstance(c, (list, tuple)) else set(TONE_KEEPING_TASKS) if c else set()
-        if task in tasks:
-            return True
-        named = {TASK_OF_TYPE[t] for t in types if t in TASK_OF_TYPE}
-        return task in ("auto", "mixed") and bool(named) and named <= tasks
+        if isinstance(c, (list, tuple)):
+            allowed = {t for t, k in TASK_OF_TYPE.items() if k in c}
+        else:
+            allowed = set(TONE_KEEPING_TYPES) if c else set()
+        removed = set(types) if task in ("auto", "mixed") else {t for t, k in TASK_OF_TYPE.items() if k == task}
+        return bool(removed) and removed <= allowed
 
     def _input_for(self, image: ImageLike, task: str) -> Image.Image:
         img = load_image(image)

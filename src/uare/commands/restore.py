@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same image")
     parser.add_argument("--color-fix", choices=("auto", "on", "off"), default="auto",
                         help="give the output the input's tone and colour back (auto: the model's "
-                             "setting, by task; the tiny model does it for sr, denoise, deblur, "
-                             "dejpeg and derain)")
+                             "setting, by task; the tiny model does it for sr, denoise, deblur "
+                             "and dejpeg)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
