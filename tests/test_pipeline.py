@@ -363,6 +363,7 @@ def test_color_fix_follows_the_degradations_being_removed(uare):
     assert pipe._color_fix("deblur", []) and pipe._color_fix("sr", []) and pipe._color_fix("dejpeg", [])
     assert not pipe._color_fix("lowlight", []) and not pipe._color_fix("dehaze", [])
     assert not pipe._color_fix("derain", [])              # rain streaks add light
+    assert pipe._color_fix("derain", ["raindrop"]) and not pipe._color_fix("derain", ["rain", "raindrop"])
     assert not pipe._color_fix("mixed", [])               # nothing named: unknown
     assert pipe._color_fix("mixed", ["blur", "noise", "jpeg"])
     assert pipe._color_fix("auto", ["raindrop"]) and not pipe._color_fix("auto", ["rain"])

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .color_fix import color_fix as apply_color_fix
 from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
-from .color_fix import color_fix as apply_color_fix
 from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
@@ -303,15 +303,20 @@ class UARE:
         return task in r if isinstance(r, (list, tuple)) else bool(r)
 
     def _color_fix(self, task: str, types) -> bool:
-        """Whether the output takes the input's low band: every degradation removed (the
-        task's own; for auto and mixed, those the model named: none named, no fix) is
-        one the setting allows."""
+        """Whether the output takes the input's low band: every degradation removed is one
+        the setting allows. Removed: for auto and mixed, those the model named (none
+        named, no fix); for a task, its own, narrowed to those named if any were (derain
+        of raindrops alone)."""
         c = self.config.color_fix
         if isinstance(c, (list, tuple)):
             allowed = {t for t, k in TASK_OF_TYPE.items() if k in c}
         else:
             allowed = set(TONE_KEEPING_TYPES) if c else set()
-        removed = set(types) if task in ("auto", "mixed") else {t for t, k in TASK_OF_TYPE.items() if k == task}
+        if task in ("auto", "mixed"):
+            removed = set(types)
+        else:
+            own = {t for t, k in TASK_OF_TYPE.items() if k == task}
+            removed = (own & set(types)) or own
         return bool(removed) and removed <= allowed
 
     def _input_for(self, image: ImageLike, task: str) -> Image.Image:
