@@ -6,7 +6,8 @@ case), or loads --model DIR with its own inference settings, then times each flo
 on the bundled 512x512 astronaut photo. The baseline, run in the same process, is one
 conditional velocity evaluation at that size (the unit the flow sampler repeats); every
 flow is printed in seconds and as a multiple of it. --tile-batch 1,8,25 times the
-restore once per tiles-per-forward setting, each also as a ratio to the first.
+restore once per tiles-per-forward setting, each also as a ratio to the first, then the
+colour fix alone on its output.
 
 Usage: python bench/inference.py [--shape tiny | --model DIR] [--size 512] [--steps N]
                                  [--tile-batch 1,8] [--device cpu]
@@ -132,6 +133,14 @@ def main(argv=None) -> int:
             first = first or s
             report(f"restore (b={b})", s, f"output {r.image.size[0]}x{r.image.size[1]}, "
                                          f"{first / s:.2f}x the speed of b={batches[0]}")
+        # the colour fix alone (part of the restore above where the model's settings use it)
+        from uare.color_fix import color_fix
+        from uare.degradations.ops import pil_to_tensor
+
+        x, y = pil_to_tensor(img), pil_to_tensor(r.image)
+        _, s = timed(lambda: color_fix(y, x, u.config.color_fix_sigma))
+        report("colour fix", s, f"sigma {u.config.color_fix_sigma:g} px, "
+                                f"{'on' if u.config.color_fix else 'off'} in this model's settings")
     if "analyze" not in skip:
         r, s = timed(lambda: u.restore(img, task="denoise", analyze=True, steps=steps))
         report("analyze+restore", s, f"analysis of {len(r.text)} characters, "
