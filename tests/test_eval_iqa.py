@@ -11,6 +11,7 @@ from PIL import Image
 from test_eval_fakes import fake_degrade, fake_factory
 from uare.eval import EvalConfig, correlations, evaluate_iqa, evaluate_monotonic, evaluate_sr
 from uare.eval.cache import ResultCache
+from uare.eval.methods import MethodError
 from uare.eval.ours import UareMethod
 from uare.eval.methods import create_method
 
@@ -101,9 +102,9 @@ class FakeModel:
     def __init__(self, folder):
         self.folder, self.calls = folder, []
 
-    def restore(self, image, task="auto", prompt=None, analyze=False, steps=None, seed=0):
+    def restore(self, image, task="auto", prompt=None, analyze=False, steps=None, seed=0, **extra):
         from types import SimpleNamespace
-        self.calls.append(dict(task=task, prompt=prompt, analyze=analyze, steps=steps, seed=seed))
+        self.calls.append(dict(task=task, prompt=prompt, analyze=analyze, steps=steps, seed=seed, **extra))
         scale = 4 if task == "sr" else 1
         out = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
         return SimpleNamespace(image=out, text="1. intent ... 4. expected result" if analyze else None)
@@ -131,6 +132,11 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     assert method.model.folder == "runs/m1"
     method.restore(Image.new("RGB", (8, 8)), "sr", 4)
     assert method.model.calls[-1] == dict(task="sr", prompt=None, analyze=True, steps=8, seed=0)
+    off = create_method("uare:model=runs/m1:color_fix=off")
+    off.restore(Image.new("RGB", (8, 8)), "deblur")
+    assert off.model.calls[-1]["color_fix"] is False
+    with pytest.raises(MethodError, match="color_fix"):
+        create_method("uare:color_fix=maybe")
     assert method.score(Image.new("RGB", (8, 8), (255, 255, 255))) == pytest.approx(5.0)
 
 

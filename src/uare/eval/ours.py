@@ -1,9 +1,10 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:prompt=TEXT:seed=S:task=auto` runs `UARE.restore` for
+`uare:model=DIR:steps=N:analyze:prompt=TEXT:seed=S:task=auto:color_fix=off` runs `UARE.restore` for
 restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
-it the simple prompt is used. The model is loaded once per run.
+it the simple prompt is used; `color_fix=on|off` overrides the model's colour-fix setting
+(to measure what it does). The model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
 `eval iqa` and `eval monotonic`, lower is better.
@@ -28,7 +29,8 @@ def _default_loader(folder: Optional[str]):
 
 @register_method("uare")
 class UareMethod(Method):
-    """Our model: options model=DIR, steps=N, analyze, prompt=TEXT, seed=S, task=auto."""
+    """Our model: options model=DIR, steps=N, analyze, prompt=TEXT, seed=S, task=auto,
+    color_fix=on|off."""
 
     name = "uare"
     tasks = frozenset({"auto", "iqa"})
@@ -38,17 +40,19 @@ class UareMethod(Method):
 
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
-        self.check_options(("model", "steps", "analyze", "prompt", "seed", "task"))
+        self.check_options(("model", "steps", "analyze", "prompt", "seed", "task", "color_fix"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
         self.seed = self.option("seed", 0, int)
         self.task_override = self.option("task", None, str)
+        self.color_fix = self.option("color_fix", None, as_bool)
         self.model = type(self).loader(self.option("model", None, str))
 
     def restore(self, image, task, scale=1):
+        extra = {} if self.color_fix is None else {"color_fix": self.color_fix}
         result = self.model.restore(image, task=self.task_override or task, prompt=self.prompt,
-                                    analyze=self.analyze, steps=self.steps, seed=self.seed)
+                                    analyze=self.analyze, steps=self.steps, seed=self.seed, **extra)
         self.last_text = getattr(result, "text", None)
         out = result.image.convert("RGB")
         want = (image.width * scale, image.height * scale)
