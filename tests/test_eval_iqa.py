@@ -11,9 +11,8 @@ from PIL import Image
 from test_eval_fakes import fake_degrade, fake_factory
 from uare.eval import EvalConfig, correlations, evaluate_iqa, evaluate_monotonic, evaluate_sr
 from uare.eval.cache import ResultCache
-from uare.eval.methods import MethodError
 from uare.eval.ours import UareMethod
-from uare.eval.methods import create_method
+from uare.eval.methods import MethodError, create_method
 
 
 @pytest.fixture
