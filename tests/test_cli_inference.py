@@ -107,6 +107,13 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     # the test model has no colour fix of its own: off is its default, on moves its mean
     # colour towards the bicubic input's
     assert np.array_equal(outs["off"], a)
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "t.png"), "--task", "derain", "--types", "raindrop",
+                 "--model", str(model_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt"] == "enhance this image with raindrops."
+    assert main(["restore", str(src), "-o", str(tmp_path / "u.png"), "--types", "raindrop,smudge",
+                 "--model", str(model_dir)]) == 2
+    assert "--types: unknown smudge" in capsys.readouterr().err
     up = np.asarray(Image.open(src).resize((60, 56), Image.BICUBIC)).astype(float)
     assert np.abs(outs["on"].mean((0, 1)) - up.mean((0, 1))).max() < np.abs(a.mean((0, 1)) - up.mean((0, 1))).max()
 

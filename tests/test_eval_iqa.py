@@ -139,6 +139,24 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     assert method.score(Image.new("RGB", (8, 8), (255, 255, 255))) == pytest.approx(5.0)
 
 
+def test_uare_named_is_told_each_inputs_degradations(tmp_path, astronaut, monkeypatch):
+    from test_eval_fakes import fake_degrade
+    from uare.eval import evaluate_restore
+
+    made = []
+    monkeypatch.setattr(UareMethod, "loader", staticmethod(lambda folder: made.append(FakeModel(folder)) or made[-1]))
+    hq = tmp_path / "HQ"
+    hq.mkdir()
+    Image.fromarray(astronaut[:32, :32]).save(hq / "a.png")
+    res = evaluate_restore(hq, "single:noise:0.5", EvalConfig(
+        out=tmp_path / "run", methods=["uare:model=m:named", "uare:model=m"], metrics=["psnr"],
+        metric_factory=fake_factory, plots=False, gallery=False), degrade=fake_degrade)
+    assert res.exit_code == 0 and len(res.table) == 2
+    named, plain = made
+    assert named.calls[-1]["types"] == ["noise"] and named.calls[-1]["task"] == "denoise"
+    assert "types" not in plain.calls[-1]
+
+
 def test_uare_without_a_model_is_skipped_cleanly(tmp_path, monkeypatch):
     from uare.eval.tasks import build_methods
     from uare.eval.methods import MethodUnavailable

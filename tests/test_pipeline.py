@@ -223,6 +223,25 @@ def test_auto_picks_the_instruction_from_the_models_own_assessment(uare, small_p
     assert uare.restore(img, task="dehaze", prompt="make it crisp", steps=2).prompt == "make it crisp"
 
 
+def test_known_degradations_are_named_in_the_instruction_and_steer_the_colour_fix(uare, small_photo, monkeypatch):
+    img = small_photo[:32, :32]
+    fixed = []
+    real = pipeline.apply_color_fix
+    monkeypatch.setattr(pipeline, "apply_color_fix", lambda *a: fixed.append(1) or real(*a))
+    pipe = UARE(uare.model, dataclasses.replace(uare.config, color_fix=True))
+    r = pipe.restore(img, task="derain", types=["raindrop"], steps=2)
+    assert (r.task, r.prompt) == ("derain", "enhance this image with raindrops.") and fixed == [1]
+    r = pipe.restore(img, task="derain", steps=2)
+    assert r.prompt == "enhance this image with rain streaks." and fixed == [1]   # streaks add light
+    r = pipe.restore(img, types=["lowlight", "noise"], steps=2)       # auto: no assessment needed
+    assert (r.task, r.prompt) == ("mixed", "enhance this image with low-light and noise.")
+    r = pipe.restore(img, task="mixed", types=["blur", "jpeg"], steps=2)
+    assert r.prompt == "enhance this image with blur and JPEG artifacts." and fixed == [1, 1]
+    assert pipe.restore(img, task="sr", types=["blur"], steps=2).prompt == pipeline.HIGH_ORDER_INSTRUCTION
+    with pytest.raises(ValueError, match="unknown degradation types.*smudge"):
+        pipe.restore(img, task="deblur", types=["smudge"])
+
+
 def test_bad_restore_arguments_and_inputs_raise_value_errors(uare, tmp_path, monkeypatch, small_photo):
     with pytest.raises(ValueError, match="unknown task"):
         uare.restore(small_photo, task="colorize")

@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -265,7 +265,7 @@ class UARE:
     def restore(self, image: ImageLike, task: str = "auto", prompt: Optional[str] = None,
                 analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
                 progress: Optional[Callable[[int, int], None]] = None,
-                color_fix: Optional[bool] = None) -> Restoration:
+                color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -274,15 +274,22 @@ class UARE:
         progress(done, total) is told after every sampler step over all tiles.
         color_fix: give the output the input's low band (tone, colour) back; None: the
         model's setting (inference.json `color_fix`, by task).
+        types: the degradations the image is known to have (e.g. ["raindrop"] or
+        ["lowlight", "noise"]); the instruction then names them, as the paper's single and
+        multiple degradation instruction does ("enhance this image with raindrops."), and
+        the colour fix follows them. Ignored with prompt or analyze, and for sr.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        bad = [t for t in types or () if t not in TASK_OF_TYPE]
+        if bad:
+            raise ValueError(f"unknown degradation types {bad}; choose from {', '.join(TASK_OF_TYPE)}")
         steps = self.config.steps if steps is None else int(steps)
         if steps < 2:
             raise ValueError(f"steps must be at least 2, got {steps}")
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
-        instruction, task, types = self._instruction(img, task, prompt, analyze)
+        instruction, task, types = self._instruction(img, task, prompt, analyze, types)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
@@ -330,14 +337,18 @@ class UARE:
         return img.resize((w, h), Image.BICUBIC)
 
     def _instruction(self, img: Image.Image, task: str, prompt: Optional[str],
-                     analyze: bool) -> tuple[str, str, list[str]]:
-        """(instruction, resolved task, degradation types the model named). auto asks
-        the model's own assessment; it keeps the size, so a "low resolution" finding does
-        not turn it into x4 sr."""
+                     analyze: bool, known: Optional[Sequence[str]] = None) -> tuple[str, str, list[str]]:
+        """(instruction, resolved task, degradation types named: by the caller, or by
+        the model for auto). auto asks the model's own assessment; it keeps the size, so a
+        "low resolution" finding does not turn it into x4 sr."""
         if prompt:
             return prompt, task, []
         if analyze:
             return ANALYZE_INSTRUCTION, task, []
+        known = [t for t in dict.fromkeys(known or ()) if t != "downsample"]
+        if known and task != "sr":
+            resolved = task_for_types(known) if task == "auto" else task
+            return instruction_for(resolved, known), resolved, known
         if task != "auto":
             return instruction_for(task), task, []
         found = mentioned_types(self.assess(img).text)

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
+from ..data.instructions import TASK_OF_TYPE
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
@@ -25,6 +26,9 @@ def add_arguments(parser) -> None:
                         help="write a 4-part quality analysis first and restore conditioned on it")
     parser.add_argument("--steps", type=int, default=None, help="flow sampling steps (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same image")
+    parser.add_argument("--types", default=None, metavar="TYPE[,TYPE...]",
+                        help="the degradations the images have (" + ", ".join(TASK_OF_TYPE) + "): the "
+                             "instruction names them, as in training ('enhance this image with raindrops.')")
     parser.add_argument("--color-fix", choices=("auto", "on", "off"), default="auto",
                         help="give the output the input's tone and colour back (auto: the model's "
                              "setting, by task; the tiny model does it for sr, denoise, deblur "
@@ -75,6 +79,10 @@ def step_bar(name: str):
 def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
+    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    bad = [t for t in types or () if t not in TASK_OF_TYPE]
+    if bad:
+        raise UsageError(f"--types: unknown {', '.join(bad)}; choose from {', '.join(TASK_OF_TYPE)}")
     files = input_files(args.inputs)
     targets = output_paths(args.inputs, files, args.out)
     if args.skip_existing:
@@ -92,7 +100,8 @@ def run(args) -> int:
         with step_bar(path.name) as tick:
             r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
                               steps=args.steps, seed=args.seed, progress=tick,
-                              color_fix={"auto": None, "on": True, "off": False}[args.color_fix])
+                              color_fix={"auto": None, "on": True, "off": False}[args.color_fix],
+                              types=types)
         out = save_image(r.image, targets[path], protect=files)
         text_path = None
         if r.text is not None:

@@ -1,9 +1,12 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:prompt=TEXT:seed=S:task=auto:color_fix=off` runs `UARE.restore` for
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off` runs `UARE.restore` for
 restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
-it the simple prompt is used; `color_fix=on|off` overrides the model's colour-fix setting
+it the simple prompt is used; `named` tells the model the degradations each input was made
+with, so the instruction names them as the paper's single and multiple degradation
+instruction does ("enhance this image with low-light and noise.") where the simple
+prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the model's colour-fix setting
 (to measure what it does). The model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
@@ -29,10 +32,11 @@ def _default_loader(folder: Optional[str]):
 
 @register_method("uare")
 class UareMethod(Method):
-    """Our model: options model=DIR, steps=N, analyze, prompt=TEXT, seed=S, task=auto,
-    color_fix=on|off."""
+    """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
+    task=auto, color_fix=on|off."""
 
     name = "uare"
+    takes_types = True     # run_items passes each input's degradation types
     tasks = frozenset({"auto", "iqa"})
     # Replaced in tests by a fake; takes the model folder (or None) and returns an object
     # with .restore(image, task=, prompt=, analyze=, steps=, seed=) and .assess(image).
@@ -40,17 +44,20 @@ class UareMethod(Method):
 
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
-        self.check_options(("model", "steps", "analyze", "prompt", "seed", "task", "color_fix"))
+        self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
         self.seed = self.option("seed", 0, int)
         self.task_override = self.option("task", None, str)
         self.color_fix = self.option("color_fix", None, as_bool)
+        self.named = self.option("named", False, as_bool)
         self.model = type(self).loader(self.option("model", None, str))
 
-    def restore(self, image, task, scale=1):
+    def restore(self, image, task, scale=1, types=()):
         extra = {} if self.color_fix is None else {"color_fix": self.color_fix}
+        if self.named and types:
+            extra["types"] = list(types)
         result = self.model.restore(image, task=self.task_override or task, prompt=self.prompt,
                                     analyze=self.analyze, steps=self.steps, seed=self.seed, **extra)
         self.last_text = getattr(result, "text", None)

@@ -64,13 +64,15 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark input: LQ file, ground truth (or None), task and scale."""
+    """One benchmark input: LQ file, ground truth (or None), task, scale, and the
+    degradation types it was made with (for methods that can be told them)."""
 
     key: str
     lq: Path
     ref: Optional[Path]
     task: str
     scale: int = 1
+    types: tuple = ()
 
 
 @dataclass
@@ -136,7 +138,8 @@ def pair_sr(lr_dir: Path, hr_dir: Path, scale: int, limit: Optional[int]) -> tup
 
 def _run_one(method: Method, item: Item, lq, ref, mset: MetricSet, out: Path, dg: str) -> dict:
     t0 = time.perf_counter()
-    result = method.restore(lq, item.task, item.scale)
+    told = {"types": item.types} if getattr(method, "takes_types", False) else {}
+    result = method.restore(lq, item.task, item.scale, **told)
     seconds = time.perf_counter() - t0
     want = (lq.width * item.scale, lq.height * item.scale)
     if result.size != want:
@@ -266,7 +269,8 @@ def degrade_inputs(hq: Sequence[Path], preset: str, cfg: EvalConfig,
                 from ..imageio import append_jsonl
                 append_jsonl(folder / "manifest.jsonl", rec)
             task, scale = task_for_record(rec["record"])
-            items.append(Item(prefix + key, lq_path, path, task, scale))
+            types = tuple(s["type"] for s in rec["record"].get("steps", []) if s.get("type") in TYPE_TASK)
+            items.append(Item(prefix + key, lq_path, path, task, scale, tuple(dict.fromkeys(types))))
         except RUN_ERRORS as e:
             failures.append(f"{path}: cannot degrade ({e})")
             _info(f"failed: {path}: cannot degrade ({e})")
