@@ -20,6 +20,7 @@ import torch
 
 from .degradations.ops import separable_filter
 
+
 def gaussian_taps(sigma: float) -> list[float]:
     r = max(1, math.ceil(3 * sigma))
     w = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-r, r + 1)]

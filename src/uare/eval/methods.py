@@ -79,6 +79,7 @@ class Method:
     name: str = "method"
     tasks: frozenset = frozenset()      # subset of RESTORE_TASKS plus "iqa"
     lower_better: bool = False          # for IQA scores (NIQE-like methods set True)
+    takes_types: bool = False           # restore(..., types=) is told each input's degradations
     description: str = ""
 
     def __init__(self, spec: Optional[MethodSpec] = None):

@@ -6,8 +6,8 @@ default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); w
 it the simple prompt is used; `named` tells the model the degradations each input was made
 with, so the instruction names them as the paper's single and multiple degradation
 instruction does ("enhance this image with low-light and noise.") where the simple
-prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the model's colour-fix setting
-(to measure what it does). The model is loaded once per run.
+prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
+model's colour-fix setting (to measure what it does). The model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
 `eval iqa` and `eval monotonic`, lower is better.
@@ -36,7 +36,7 @@ class UareMethod(Method):
     task=auto, color_fix=on|off."""
 
     name = "uare"
-    takes_types = True     # run_items passes each input's degradation types
+    takes_types = True
     tasks = frozenset({"auto", "iqa"})
     # Replaced in tests by a fake; takes the model folder (or None) and returns an object
     # with .restore(image, task=, prompt=, analyze=, steps=, seed=) and .assess(image).

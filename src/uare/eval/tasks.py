@@ -138,7 +138,7 @@ def pair_sr(lr_dir: Path, hr_dir: Path, scale: int, limit: Optional[int]) -> tup
 
 def _run_one(method: Method, item: Item, lq, ref, mset: MetricSet, out: Path, dg: str) -> dict:
     t0 = time.perf_counter()
-    told = {"types": item.types} if getattr(method, "takes_types", False) else {}
+    told = {"types": item.types} if method.takes_types else {}
     result = method.restore(lq, item.task, item.scale, **told)
     seconds = time.perf_counter() - t0
     want = (lq.width * item.scale, lq.height * item.scale)
@@ -225,6 +225,11 @@ def evaluate_sr(lr_dir, hr_dir, cfg: EvalConfig, scale: int = 4) -> EvalResult:
     return finish(result, cfg, "sr", f"x{scale} super-resolution on {group}", mset, methods, notes)
 
 
+def record_types(record: dict) -> tuple[str, ...]:
+    """The restorable degradation types of a record, once each, in the order applied."""
+    return tuple(dict.fromkeys(s["type"] for s in record.get("steps", []) if s.get("type") in TYPE_TASK))
+
+
 def task_for_record(record: dict) -> tuple[str, int]:
     """Degradation record -> (restoration task, scale) per the design notes."""
     scale = 1
@@ -232,8 +237,7 @@ def task_for_record(record: dict) -> tuple[str, int]:
         scale = max(1, round(record["input_size"][0] / max(1, record["output_size"][0])))
     if str(record.get("preset", "")).startswith("realesrgan"):
         return "sr", scale
-    types = list(dict.fromkeys(s["type"] for s in record.get("steps", [])
-                               if s.get("type") in TYPE_TASK))
+    types = record_types(record)
     if len(types) >= 2:
         return "mixed", scale
     return (TYPE_TASK[types[0]] if types else "auto"), scale
@@ -269,8 +273,7 @@ def degrade_inputs(hq: Sequence[Path], preset: str, cfg: EvalConfig,
                 from ..imageio import append_jsonl
                 append_jsonl(folder / "manifest.jsonl", rec)
             task, scale = task_for_record(rec["record"])
-            types = tuple(s["type"] for s in rec["record"].get("steps", []) if s.get("type") in TYPE_TASK)
-            items.append(Item(prefix + key, lq_path, path, task, scale, tuple(dict.fromkeys(types))))
+            items.append(Item(prefix + key, lq_path, path, task, scale, record_types(rec["record"])))
         except RUN_ERRORS as e:
             failures.append(f"{path}: cannot degrade ({e})")
             _info(f"failed: {path}: cannot degrade ({e})")
