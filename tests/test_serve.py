@@ -42,10 +42,11 @@ class FakeModel:
         self.calls.append(("assess", image.size))
         return _A(1 + 4 * float(np.asarray(image).mean()) / 255, "fair", "fake")
 
-    def restore(self, image, task="auto", analyze=False, steps=None, **_):
+    def restore(self, image, task="auto", analyze=False, steps=None, **extra):
         if task not in ("auto", "sr", "denoise"):
             raise ValueError(f"unknown task {task!r}")
         self.calls.append(("restore", task, analyze, steps))
+        self.extra = extra
         out = Image.fromarray(255 - np.asarray(image))
         if task == "sr":
             out = out.resize((image.width * 4, image.height * 4))
@@ -82,6 +83,7 @@ def test_page_and_info(served):
     base, _ = served
     page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
     assert "<select id=\"task\">" in page and 'value="denoise"' in page and "fake" in page
+    assert 'id="types"' in page and "raindrop" in page and "{types}" not in page
     info = json.loads(urllib.request.urlopen(base + "/api/info", timeout=30).read())
     assert info["model"] == "fake" and "sr" in info["tasks"]
 
@@ -96,6 +98,9 @@ def test_assess_and_restore_round_trip(served):
     out = np.asarray(Image.open(io.BytesIO(base64.b64decode(r["image"].split(",", 1)[1]))))
     assert out.shape == (64, 96, 3) and (out == 204).all()
     assert model.calls[-1] == ("restore", "sr", True, 3)
+    assert model.extra == {"types": None}                # colour fix: the model's own setting
+    status, r = _post(base + "/api/restore?task=denoise&types=noise,%20blur&color_fix=off", _png(img))
+    assert status == 200 and model.extra == {"types": ["noise", "blur"], "color_fix": False}
 
 
 def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
@@ -106,6 +111,8 @@ def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
     assert status == 400 and "unknown task" in e["error"]
     status, e = _post(base + "/api/restore?steps=two", _png(np.zeros((8, 8, 3), np.uint8)))
     assert status == 400 and "steps" in e["error"]
+    status, e = _post(base + "/api/restore?color_fix=maybe", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 400 and "color_fix must be auto, on or off" in e["error"]
     status, e = _post(base + "/api/assess", b"\0" * 300_000)
     assert status == 413 and "over the limit" in e["error"]
     status, a = _post(base + "/api/assess", _png(np.zeros((8, 8, 3), np.uint8)))

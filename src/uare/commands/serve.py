@@ -5,7 +5,7 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N   body: image bytes
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off   body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     GET  /api/info                        -> {model, tasks}
 
@@ -62,6 +62,7 @@ class ApiError(Exception):
 def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int = 25 * MB,
                 name: str = "") -> ThreadingHTTPServer:
     """A server for `model` (anything with UARE's assess/restore); port 0 picks a free one."""
+    from ..data.instructions import TASK_OF_TYPE
     from ..pipeline import TASKS
 
     lock = threading.Lock()
@@ -86,6 +87,7 @@ def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int =
             path = urlparse(self.path).path
             if path == "/":
                 self._send(200, PAGE.replace("{tasks}", _options(TASKS)).replace(
+                    "{types}", ", ".join(TASK_OF_TYPE)).replace(
                     "{name}", html.escape(name)).encode(), "text/html; charset=utf-8")
             elif path == "/api/info":
                 self._json(200, {"model": name, "tasks": list(TASKS)})
@@ -145,8 +147,13 @@ def _restore(model, image, query: dict) -> dict:
         steps = int(query["steps"]) if query.get("steps") else None
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
+    types = [t.strip() for t in query.get("types", "").split(",") if t.strip()] or None
+    fix = query.get("color_fix", "auto").lower()
+    if fix not in ("auto", "on", "off"):
+        raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
+    extra = {} if fix == "auto" else {"color_fix": fix == "on"}
     t = time.perf_counter()
-    r = model.restore(image, task=task, analyze=analyze, steps=steps)
+    r = model.restore(image, task=task, analyze=analyze, steps=steps, types=types, **extra)
     buf = io.BytesIO()
     r.image.save(buf, "PNG")
     return {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
@@ -173,6 +180,9 @@ pre{white-space:pre-wrap;background:#f4f4f4;padding:8px}
 <p><input type="file" id="file" accept="image/*">
 task <select id="task">{tasks}</select>
 <label><input type="checkbox" id="analyze"> analyse, then restore</label>
+<label>known defects <input id="types" size="18" placeholder="e.g. lowlight,noise"
+ title="{types}"></label>
+<label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
 <button id="assess">Assess</button><button id="restore">Restore</button>
 <span id="status"></span></p>
 <div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
@@ -196,7 +206,8 @@ $("assess").onclick = async () => {
   if (j) $("text").textContent = "score " + j.score.toFixed(2) + " (" + j.level + ")\\n" + j.text;
 };
 $("restore").onclick = async () => {
-  const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "");
+  const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
+    "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value;
   const j = await call("/api/restore?" + q);
   if (!j) return;
   $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";
