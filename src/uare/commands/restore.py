@@ -1,5 +1,6 @@
-"""`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--prompt TEXT] [--analyze] [--steps N]
-[--seed S]`: restored images, and with --analyze the model's analysis beside each one."""
+"""`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
+[--steps N] [--seed S] [--color-fix auto|on|off]`: restored images, and with --analyze the
+model's analysis beside each one."""
 from __future__ import annotations
 
 import sys
