@@ -316,14 +316,13 @@ class UARE:
         of raindrops alone)."""
         c = self.config.color_fix
         if isinstance(c, (list, tuple)):
-            allowed = {t for t, k in TASK_OF_TYPE.items() if k in c}
+            allowed = _types_of(c)
         else:
             allowed = set(TONE_KEEPING_TYPES) if c else set()
         if task in ("auto", "mixed"):
             removed = set(types)
         else:
-            own = {t for t, k in TASK_OF_TYPE.items() if k == task}
-            removed = (own & set(types)) or own
+            removed = (_types_of([task]) & set(types)) or _types_of([task])
         return bool(removed) and removed <= allowed
 
     def _input_for(self, image: ImageLike, task: str) -> Image.Image:
@@ -543,6 +542,11 @@ class _Job:
 
     def __post_init__(self):
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+
+def _types_of(tasks) -> set[str]:
+    """The degradation types the given tasks remove (derain: rain and raindrop)."""
+    return {t for t, k in TASK_OF_TYPE.items() if k in tasks}
 
 
 def _tick(job: _Job, n: int = 1) -> int:

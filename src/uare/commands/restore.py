@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -37,6 +38,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
+
+
+def restore_options(types: Optional[str], color_fix: str = "auto") -> dict:
+    """restore() keywords from the text of --types / ?types= ("raindrop,noise") and
+    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed)."""
+    named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
+    bad = [t for t in named or () if t not in TASK_OF_TYPE]
+    if bad:
+        raise ValueError(f"types: unknown {', '.join(bad)}; choose from {', '.join(TASK_OF_TYPE)}")
+    fix = str(color_fix).lower()
+    if fix not in ("auto", "on", "off"):
+        raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
+    return {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
 
 
 def output_paths(inputs: list[str], files: list[Path], out: str) -> dict[Path, Path]:
@@ -80,10 +94,10 @@ def step_bar(name: str):
 def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
-    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
-    bad = [t for t in types or () if t not in TASK_OF_TYPE]
-    if bad:
-        raise UsageError(f"--types: unknown {', '.join(bad)}; choose from {', '.join(TASK_OF_TYPE)}")
+    try:
+        options = restore_options(args.types, args.color_fix)
+    except ValueError as e:
+        raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)
     targets = output_paths(args.inputs, files, args.out)
     if args.skip_existing:
@@ -100,9 +114,7 @@ def run(args) -> int:
 
         with step_bar(path.name) as tick:
             r = model.restore(path, task=args.task, prompt=args.prompt, analyze=args.analyze,
-                              steps=args.steps, seed=args.seed, progress=tick,
-                              color_fix={"auto": None, "on": True, "off": False}[args.color_fix],
-                              types=types)
+                              steps=args.steps, seed=args.seed, progress=tick, **options)
         out = save_image(r.image, targets[path], protect=files)
         text_path = None
         if r.text is not None:

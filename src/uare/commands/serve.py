@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from ..cli import info
+from .restore import restore_options
 
 MB = 1 << 20
 
@@ -147,13 +148,9 @@ def _restore(model, image, query: dict) -> dict:
         steps = int(query["steps"]) if query.get("steps") else None
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
-    types = [t.strip() for t in query.get("types", "").split(",") if t.strip()] or None
-    fix = query.get("color_fix", "auto").lower()
-    if fix not in ("auto", "on", "off"):
-        raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
-    extra = {} if fix == "auto" else {"color_fix": fix == "on"}
+    options = restore_options(query.get("types"), query.get("color_fix", "auto"))
     t = time.perf_counter()
-    r = model.restore(image, task=task, analyze=analyze, steps=steps, types=types, **extra)
+    r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()
     r.image.save(buf, "PNG")
     return {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
