@@ -114,6 +114,15 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     assert main(["restore", str(src), "-o", str(tmp_path / "u.png"), "--types", "raindrop,smudge",
                  "--model", str(model_dir)]) == 2
     assert "--types: unknown smudge" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(tmp_path / "s1.png"), "--task", "sr", "--seed", "5",
+                 "--model", str(model_dir), "--strength", "1"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "s1.png")), a)   # 1: from pure noise
+    assert main(["restore", str(src), "-o", str(tmp_path / "s5.png"), "--task", "sr", "--seed", "5",
+                 "--model", str(model_dir), "--strength", "0.5"]) == 0
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "s5.png")), a)
+    assert main(["restore", str(src), "-o", str(tmp_path / "s0.png"), "--model", str(model_dir),
+                 "--strength", "0"]) == 2
+    assert "--strength must be in (0, 1]" in capsys.readouterr().err
     up = np.asarray(Image.open(src).resize((60, 56), Image.BICUBIC)).astype(float)
     assert np.abs(outs["on"].mean((0, 1)) - up.mean((0, 1))).max() < np.abs(a.mean((0, 1)) - up.mean((0, 1))).max()
 

@@ -351,6 +351,26 @@ def test_residual_decoding_cancels_the_autoencoders_error(uare, astronaut):
     assert np.array_equal(np.asarray(pipe.restore(img, task="denoise").image).astype(int), outs[False])
 
 
+def test_strength_starts_sampling_from_the_noised_input(uare, astronaut):
+    # residual decoding: a start next to the input's own latent leaves the image as it was
+    img = _photo(astronaut, 64, 64)
+    cfg = InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), residual_decode=True,
+                          sample_posterior=False, strength={"deblur": 1e-4, "default": 1.0})
+    pipe = UARE(uare.model, cfg)
+
+    def change(task, **kw):
+        return np.abs(np.asarray(pipe.restore(img, task=task, **kw).image).astype(int) - img.astype(int)).mean()
+    assert change("deblur") < 0.05
+    assert change("denoise") > 1          # "default": from pure noise
+    assert change("denoise", strength=1e-4) < 0.05
+    assert change("deblur", strength=1.0) == pytest.approx(change("denoise"), rel=0.5)
+    with pytest.raises(ValueError, match="strength"):
+        pipe.restore(img, task="deblur", strength=0.0)
+    for bad in (1.5, {"deblurr": 0.5}, {"default": 0.0}):
+        with pytest.raises(ValueError, match="strength"):
+            UARE(uare.model, InferenceConfig(strength=bad))
+
+
 def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut):
     # the lossy autoencoder casts and bends the tone; decoded directly, the colour fix
     # takes the input's low band back for denoise, not for dehaze (its target is brighter)

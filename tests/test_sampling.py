@@ -26,9 +26,18 @@ def test_shift_above_one_spends_more_steps_at_high_noise():
     assert (shifted[:-1] > shifted[1:]).all()
 
 
+def test_a_later_start_scales_the_shifted_schedule_into_start_to_0():
+    full, late = flow_timesteps(5, 4.0), flow_timesteps(5, 4.0, start=0.5)
+    assert late[0].item() == 0.5 and late[-1].item() == 0.0
+    assert torch.allclose(late, 0.5 * full)
+
+
 def test_bad_schedule_arguments_raise_value_error():
     with pytest.raises(ValueError):
         flow_timesteps(1)
+    for start in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="strength"):
+            flow_timesteps(4, 1.0, start=start)
     with pytest.raises(ValueError):
         shift_timesteps(torch.tensor([0.5]), 0.0)
 

@@ -111,6 +111,11 @@ class InferenceConfig:
     # degradations. Off by default: a model that does not drift in colour needs none.
     color_fix: Union[bool, list] = False
     color_fix_sigma: float = 16.0
+    # img2img strength: sampling starts at t = strength from the input's latent noised to
+    # that time, (1 - t) z_input + t noise, instead of from pure noise (1.0, Bagel). Lower
+    # keeps more of the input's structure and colour; a number, or {task: number} with
+    # "default" for the tasks not listed.
+    strength: Union[float, dict] = 1.0
     # tiles restored in one forward (all tiles of an image share one size and one
     # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
     # tiles): see bench/inference.py; on a GPU raise it while memory allows
@@ -205,6 +210,9 @@ class UARE:
             raise ValueError(f"inference tile_batch must be at least 1, got {self.config.tile_batch}")
         if not self.config.color_fix_sigma > 0:
             raise ValueError(f"inference color_fix_sigma must be positive, got {self.config.color_fix_sigma}")
+        for where, v in _strengths(self.config.strength).items():
+            if not 0.0 < v <= 1.0:
+                raise ValueError(f"inference strength{where} must be in (0, 1], got {v}")
         if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
             raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
                              f"choose from {', '.join(TASKS)}")
@@ -265,7 +273,8 @@ class UARE:
     def restore(self, image: ImageLike, task: str = "auto", prompt: Optional[str] = None,
                 analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
                 progress: Optional[Callable[[int, int], None]] = None,
-                color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None) -> Restoration:
+                color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
+                strength: Optional[float] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -278,6 +287,8 @@ class UARE:
         ["lowlight", "noise"]); the instruction then names them, as the paper's single and
         multiple degradation instruction does ("enhance this image with raindrops."), and
         the colour fix follows them. Ignored with prompt or analyze, and for sr.
+        strength: where sampling starts, 1.0 from pure noise, lower from the input's
+        latent partly noised (img2img); None: the model's setting (inference.json).
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -290,7 +301,10 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task, types = self._instruction(img, task, prompt, analyze, types)
-        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task))
+        strength = self._strength(task) if strength is None else float(strength)
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda n: progress(_tick(job, n), total)
@@ -308,6 +322,10 @@ class UARE:
     def _residual(self, task: str) -> bool:
         r = self.config.residual_decode
         return task in r if isinstance(r, (list, tuple)) else bool(r)
+
+    def _strength(self, task: str) -> float:
+        s = self.config.strength
+        return float(s.get(task, s.get("default", 1.0))) if isinstance(s, dict) else float(s)
 
     def _color_fix(self, task: str, types) -> bool:
         """Whether the output takes the input's low band: every degradation removed is one
@@ -393,13 +411,15 @@ class UARE:
                                          device=self.device, dtype=torch.float32) for _ in range(n)])
         p = self.cfg.latent_patch_size
         anchor = latents_to_tokens(cond, p)
+        if job.strength < 1.0:
+            noise = (1.0 - job.strength) * anchor.float() + job.strength * noise
 
         def velocity(name, x, t):
             return self.model.velocity(contexts[name], x.to(self.dtype), t, grid=(gh, gw), anchor=anchor).float()
 
         shift = self.cfg.timestep_shift if self.config.shift is None else self.config.shift
         x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
-                         flow_timesteps(job.steps, shift),
+                         flow_timesteps(job.steps, shift, job.strength),
                          callback=(lambda i, total: job.on_step(n)) if job.on_step else None)
         pixels = self._decode(tokens_to_latents(x.to(self.dtype), gh, gw, p))
         if job.residual:
@@ -535,6 +555,7 @@ class _Job:
     seed: int
     device: torch.device
     residual: bool = False
+    strength: float = 1.0
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step
     steps_done: int = 0
@@ -542,6 +563,16 @@ class _Job:
 
     def __post_init__(self):
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+
+def _strengths(setting) -> dict[str, float]:
+    """inference `strength` as {label for errors: value}; refuses keys that are no task."""
+    if not isinstance(setting, dict):
+        return {"": float(setting)}
+    bad = set(setting) - set(TASKS) - {"default"}
+    if bad:
+        raise ValueError(f"inference strength: unknown tasks {sorted(bad)}; choose from default, {', '.join(TASKS)}")
+    return {f"[{k}]": float(v) for k, v in setting.items()}
 
 
 def _types_of(tasks) -> set[str]:

@@ -26,15 +26,19 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
-def flow_timesteps(num_steps: int, shift: float = 1.0) -> torch.Tensor:
-    """The `num_steps` time points from 1 to 0 (float64, shape (num_steps,)).
+def flow_timesteps(num_steps: int, shift: float = 1.0, start: float = 1.0) -> torch.Tensor:
+    """The `num_steps` time points from `start` to 0 (float64, shape (num_steps,)).
 
-    There are num_steps - 1 model evaluations: one per interval, as in Bagel.
+    There are num_steps - 1 model evaluations: one per interval, as in Bagel. start < 1
+    (img2img strength) keeps the shifted schedule's shape, scaled into [0, start], so a
+    partly noised input spends the same number of evaluations as pure noise.
     """
     if num_steps < 2:
         raise ValueError(f"need at least 2 timesteps (1 model evaluation), got {num_steps}")
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"start time (strength) must be in (0, 1], got {start}")
     t = torch.linspace(1.0, 0.0, num_steps, dtype=torch.float64)
-    return shift_timesteps(t, shift)
+    return start * shift_timesteps(t, shift)
 
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]

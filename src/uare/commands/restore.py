@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off]`: restored images, and with --analyze the
+[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S]`: restored images, and with --analyze the
 model's analysis beside each one."""
 from __future__ import annotations
 
@@ -35,14 +35,19 @@ def add_arguments(parser) -> None:
                         help="give the output the input's tone and colour back (auto: the model's "
                              "setting, by task; the tiny model does it for sr, denoise, deblur "
                              "and dejpeg)")
+    parser.add_argument("--strength", default=None, metavar="S",
+                        help="img2img strength in (0, 1]: start sampling from the input noised to "
+                             "time S instead of from pure noise (1); lower keeps more of the input "
+                             "(default: the model's)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
 
 
-def restore_options(types: Optional[str], color_fix: str = "auto") -> dict:
-    """restore() keywords from the text of --types / ?types= ("raindrop,noise") and
-    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed)."""
+def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None) -> dict:
+    """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
+    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed) and
+    --strength / ?strength= (empty leaves the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
     bad = [t for t in named or () if t not in TASK_OF_TYPE]
     if bad:
@@ -50,7 +55,16 @@ def restore_options(types: Optional[str], color_fix: str = "auto") -> dict:
     fix = str(color_fix).lower()
     if fix not in ("auto", "on", "off"):
         raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
-    return {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
+    options = {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
+    if strength not in (None, ""):
+        try:
+            value = float(strength)
+        except ValueError:
+            raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        options["strength"] = value
+    return options
 
 
 def output_paths(inputs: list[str], files: list[Path], out: str) -> dict[Path, Path]:
@@ -95,7 +109,7 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
-        options = restore_options(args.types, args.color_fix)
+        options = restore_options(args.types, args.color_fix, args.strength)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)

@@ -44,7 +44,8 @@ class UareMethod(Method):
 
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
-        self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix"))
+        self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix",
+                            "strength"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
@@ -52,10 +53,13 @@ class UareMethod(Method):
         self.task_override = self.option("task", None, str)
         self.color_fix = self.option("color_fix", None, as_bool)
         self.named = self.option("named", False, as_bool)
+        self.strength = self.option("strength", None, float)
         self.model = type(self).loader(self.option("model", None, str))
 
     def restore(self, image, task, scale=1, types=()):
         extra = {} if self.color_fix is None else {"color_fix": self.color_fix}
+        if self.strength is not None:
+            extra["strength"] = self.strength
         if self.named and types:
             extra["types"] = list(types)
         result = self.model.restore(image, task=self.task_override or task, prompt=self.prompt,

@@ -1,0 +1,55 @@
+"""scripts/change_alignment.py on a made-up eval run folder."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "change_alignment.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("change_alignment", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _save(path: Path, a: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(script, tmp_path):
+    rng = np.random.default_rng(0)
+    run, hq = tmp_path / "run", tmp_path / "hq"
+    rows = []
+    for stem in ("a", "b"):
+        clean = rng.uniform(60, 190, (32, 32, 3))
+        degraded = clean + rng.normal(0, 12, clean.shape)
+        _save(hq / f"{stem}.png", clean)
+        x = np.asarray(Image.open(_save(run / f"in/{stem}.png", degraded)), float)
+        c = np.asarray(Image.open(hq / f"{stem}.png"), float)
+        outs = {"bicubic": x, "half": x + 0.5 * (c - x), "random": x + rng.normal(0, 6, x.shape)}
+        for method, out in outs.items():
+            rel = f"images/{method}/{stem}.png"
+            _save(run / rel, out)
+            rows.append({"dataset": "d single:noise", "image": f"single:noise/{stem}", "method": method,
+                         "output": rel, "psnr": 0})
+    with open(run / "restore_per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    got = {r["method"]: r for r in script.alignment(run, hq)}
+    assert set(got) == {"half", "random"}
+    assert got["half"]["cosine"] > 0.97 and got["half"]["energy"] == pytest.approx(0.25, abs=0.03)
+    assert abs(got["random"]["cosine"]) < 0.1 and got["random"]["energy"] == pytest.approx(0.25, abs=0.05)
+    (hq / "b.png").unlink()
+    with pytest.raises(SystemExit, match="no clean image named b"):
+        script.alignment(run, hq)
