@@ -53,3 +53,36 @@ def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(s
     (hq / "b.png").unlink()
     with pytest.raises(SystemExit, match="no clean image named b"):
         script.alignment(run, hq)
+
+
+class _PoolAE:
+    """An autoencoder that keeps only 4x4 block means: blind to detail finer than that."""
+
+    def encode(self, x, sample=False):
+        import torch.nn.functional as F
+        return F.avg_pool2d(x, 4)
+
+    def decode(self, z):
+        import torch.nn.functional as F
+        return F.interpolate(z, scale_factor=4, mode="nearest")
+
+
+def test_the_latent_ceiling_is_the_input_for_a_defect_the_autoencoder_cannot_see():
+    spec = importlib.util.spec_from_file_location("latent_ceiling", SCRIPT.with_name("latent_ceiling.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from uare.metrics.psnr_ssim import psnr
+
+    def p(a, b):
+        return float(psnr(np.asarray(a), np.asarray(b)))
+    rng = np.random.default_rng(1)
+    clean = np.kron(rng.uniform(60, 190, (8, 8, 3)), np.ones((4, 4, 1)))   # constant on 4x4 blocks
+    hq = Image.fromarray(clean.round().astype(np.uint8))
+    checker = np.indices((32, 32)).sum(0) % 2 * 16 - 8.0                    # zero mean per block
+    fine = Image.fromarray((clean + checker[..., None]).round().astype(np.uint8))
+    dark = Image.fromarray((clean - 20).round().astype(np.uint8))
+    c_fine = mod.ceilings(_PoolAE(), fine, hq, 4, p)
+    c_dark = mod.ceilings(_PoolAE(), dark, hq, 4, p)
+    assert c_fine["residual"] == pytest.approx(c_fine["input"], abs=0.01)   # nothing to gain
+    assert c_dark["residual"] > c_dark["input"] + 20                        # the latent sees it
+    assert c_fine["direct"] > 40                                            # the clean image fits
