@@ -136,6 +136,11 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     assert off.model.calls[-1]["color_fix"] is False
     with pytest.raises(MethodError, match="color_fix"):
         create_method("uare:color_fix=maybe")
+    half = create_method("uare:model=runs/m1:strength=0.5")
+    half.restore(Image.new("RGB", (8, 8)), "deblur")
+    assert half.model.calls[-1]["strength"] == 0.5 and "strength" not in off.model.calls[-1]
+    with pytest.raises(MethodError, match="strength"):
+        create_method("uare:strength=high")
     assert method.score(Image.new("RGB", (8, 8), (255, 255, 255))) == pytest.approx(5.0)
 
 

@@ -1,13 +1,14 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off` runs `UARE.restore` for
-restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:strength=S` runs
+`UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
 it the simple prompt is used; `named` tells the model the degradations each input was made
 with, so the instruction names them as the paper's single and multiple degradation
 instruction does ("enhance this image with low-light and noise.") where the simple
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
-model's colour-fix setting (to measure what it does). The model is loaded once per run.
+model's colour-fix setting (to measure what it does), `strength=S` its img2img start. The
+model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
 `eval iqa` and `eval monotonic`, lower is better.
@@ -33,7 +34,7 @@ def _default_loader(folder: Optional[str]):
 @register_method("uare")
 class UareMethod(Method):
     """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
-    task=auto, color_fix=on|off."""
+    task=auto, color_fix=on|off, strength=S."""
 
     name = "uare"
     takes_types = True
