@@ -55,6 +55,11 @@ def test_overrides_are_checked_like_file_keys(tmp_path):
         load_recipe(str(base), ["train.nope=1"])
     with pytest.raises(RecipeError, match="expected float"):
         load_recipe(str(base), ["optim.lr=fast"])
+    # YAML 1.1 reads an exponent without a dot as a string; a float field takes it
+    assert load_recipe(str(base), ["optim.lr=3e-4"]).optim.lr == 3e-4
+    for bad in ("3e", "e-4", "nan", "1e-4x"):
+        with pytest.raises(RecipeError, match="expected float"):
+            load_recipe(str(base), [f"optim.lr={bad}"])
     with pytest.raises(RecipeError, match="key=value"):
         load_recipe(str(base), ["train.steps"])
 

@@ -7,6 +7,7 @@ overrides are parsed as YAML scalars and checked exactly like file keys.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,9 @@ class Recipe:
             raise RecipeError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, tp, where: str):
     """Check a YAML value against a dataclass field type (int, float, str, bool, tuples,
     dicts); ints are accepted for floats, as YAML writes 1 for 1.0."""
@@ -106,6 +110,8 @@ def _coerce(value: Any, tp, where: str):
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)   # YAML 1.1 reads 3e-4 (no dot) as a string
     if tp is str and isinstance(value, bool):  # YAML 1.1 reads on/off as booleans
         return "on" if value else "off"
     if tp in (int, str, bool):
