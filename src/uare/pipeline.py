@@ -29,7 +29,7 @@ from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
-    LEVELS, GuidanceConfig, TextConfig, euler_sample, flow_timesteps, generate_tokens,
+    LEVELS, GuidanceConfig, TextConfig, check_strength, euler_sample, flow_timesteps, generate_tokens,
     guided_velocity, level_probabilities, level_score,
 )
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
@@ -211,8 +211,7 @@ class UARE:
         if not self.config.color_fix_sigma > 0:
             raise ValueError(f"inference color_fix_sigma must be positive, got {self.config.color_fix_sigma}")
         for where, v in _strengths(self.config.strength).items():
-            if not 0.0 < v <= 1.0:
-                raise ValueError(f"inference strength{where} must be in (0, 1], got {v}")
+            check_strength(v, f"inference strength{where}")
         if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
             raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
                              f"choose from {', '.join(TASKS)}")
@@ -301,9 +300,7 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task, types = self._instruction(img, task, prompt, analyze, types)
-        strength = self._strength(task) if strength is None else float(strength)
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        strength = self._strength(task) if strength is None else check_strength(strength)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)

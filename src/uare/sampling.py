@@ -26,6 +26,14 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def check_strength(value: float, name: str = "strength") -> float:
+    """img2img strength (the start time of sampling) as a float in (0, 1], or ValueError."""
+    value = float(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value:g}")
+    return value
+
+
 def flow_timesteps(num_steps: int, shift: float = 1.0, start: float = 1.0) -> torch.Tensor:
     """The `num_steps` time points from `start` to 0 (float64, shape (num_steps,)).
 
@@ -35,8 +43,7 @@ def flow_timesteps(num_steps: int, shift: float = 1.0, start: float = 1.0) -> to
     """
     if num_steps < 2:
         raise ValueError(f"need at least 2 timesteps (1 model evaluation), got {num_steps}")
-    if not 0.0 < start <= 1.0:
-        raise ValueError(f"start time (strength) must be in (0, 1], got {start}")
+    start = check_strength(start, "start time (strength)")
     t = torch.linspace(1.0, 0.0, num_steps, dtype=torch.float64)
     return start * shift_timesteps(t, shift)
 

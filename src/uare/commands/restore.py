@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
+from ..sampling import check_strength
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
@@ -61,9 +62,7 @@ def restore_options(types: Optional[str], color_fix: str = "auto", strength: Opt
             value = float(strength)
         except ValueError:
             raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
-        options["strength"] = value
+        options["strength"] = check_strength(value)
     return options
 
 
