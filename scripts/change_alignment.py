@@ -23,12 +23,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from uare.imageio import load_image
 
 
 def load(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float64)
+    return np.asarray(load_image(path), dtype=np.float64)
 
 
 def alignment(run: Path, hq: Path) -> list[dict]:

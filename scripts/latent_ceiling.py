@@ -28,17 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from uare.degradations.ops import pil_to_tensor, tensor_to_pil
 from uare.imageio import list_images, load_image
 from uare.metrics.psnr_ssim import psnr as psnr_y
 
 
 def _tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
-
-
-def _image(x: torch.Tensor) -> Image.Image:
-    a = ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).numpy()
-    return Image.fromarray(a)
+    return pil_to_tensor(img) * 2 - 1       # the autoencoder's [-1, 1]
 
 
 @torch.inference_mode()
@@ -50,8 +46,8 @@ def ceilings(ae, lq: Image.Image, hq: Image.Image, stride: int, psnr) -> dict[st
     x, y = _tensor(lq), _tensor(hq)
     dec_y = ae.decode(ae.encode(y, sample=False))
     dec_x = ae.decode(ae.encode(x, sample=False))
-    return {"input": psnr(lq, hq), "direct": psnr(_image(dec_y), hq),
-            "residual": psnr(_image(x + dec_y - dec_x), hq)}
+    return {"input": psnr(lq, hq), "direct": psnr(tensor_to_pil((dec_y + 1) / 2), hq),
+            "residual": psnr(tensor_to_pil((x + dec_y - dec_x + 1) / 2), hq)}
 
 
 def main(argv=None) -> int:
