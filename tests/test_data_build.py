@@ -138,3 +138,40 @@ def test_score_first_puts_the_verdict_before_the_description(tmp_path, small_pho
     stream = SampleStream(cfg, vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
     answers = [s.items[-1].text for s in (stream[n] for n in range(40)) if "score" in s.items[-1].text]
     assert answers and all(a.startswith("Overall the quality is") for a in answers)
+
+
+def test_iqa_tasks_and_verdict_loss(tmp_path, small_photo):
+    from uare.data.packing import to_items
+
+    m = make_dataset(tmp_path, small_photo, n=6)
+    tasks = {json.loads(s)["task"] for s in (m / "manifest-iqa.jsonl").read_text().splitlines()}
+    assert "score" in tasks and len(tasks) > 1   # so filtering the manifest lines is tested
+    base = dict(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=48, iqa_min_short=16,
+                iqa_max_long=48, score_first=True)
+    for online in ((), ("iqa",)):
+        cfg = DataConfig(**base, online=online, iqa_tasks=("score",), iqa_loss="verdict")
+        stream = SampleStream(cfg, vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+        samples = [stream[n] for n in range(30)]
+        answers = [s.items[-1] for s in samples]
+        assert all(a.text.startswith("Overall the quality is") for a in answers), online
+        assert all(a.loss_prefix and a.text.startswith(a.loss_prefix) and a.loss_prefix.endswith(".")
+                   for a in answers)
+    # the verdict's tokens are the only targets; a word-level stand-in tokenizer
+    vocab: dict[str, int] = {}
+    enc = lambda t: [vocab.setdefault(w, len(vocab)) for w in t.split(" ")]  # noqa: E731
+    text = to_items(samples[0], enc, lambda x: x, [False] * len(samples[0].items))[-1]
+    assert text.loss and text.loss_len == len(answers[0].loss_prefix.split(" ")) < len(text.ids)
+    # the default supervises the whole answer, and describe/compare keep theirs
+    whole = SampleStream(DataConfig(**base, online=("iqa",)), vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+    assert all(not s.items[-1].loss_prefix for s in (whole[n] for n in range(30)))
+    assert {s.items[-1].text.startswith("Overall") for s in (whole[n] for n in range(30))} == {True, False}
+
+
+@pytest.mark.parametrize("kw, msg", [({"iqa_tasks": ("rate",)}, "iqa_tasks"), ({"iqa_tasks": ()}, "iqa_tasks"),
+                                     ({"iqa_loss": "level"}, "iqa_loss"),
+                                     ({"iqa_loss": "verdict", "score_first": False}, "score_first")])
+def test_iqa_options_are_checked(tmp_path, small_photo, kw, msg):
+    m = make_dataset(tmp_path, small_photo, n=1)
+    cfg = DataConfig(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, **kw)
+    with pytest.raises(ValueError, match=msg):
+        SampleStream(cfg, degrade_fn=fake_degrade)

@@ -116,6 +116,9 @@ def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, sma
     r = json.loads(out.read_text())
     assert set(r["vit_probe_within_photo_srcc"]) == {"noise", "blur", "jpeg"}
     assert all(-1 <= v <= 1 for v in r["vit_probe_within_photo_srcc"].values())
+    assert set(r["one_probe_within_photo_srcc"]) == {"noise", "blur", "jpeg"}
+    assert set(r["probe_direction_cosine"]) == {"noise/blur", "noise/jpeg", "blur/jpeg"}
+    assert all(-1 <= v <= 1 for v in r["probe_direction_cosine"].values())
     reading = r["reading"]
     assert reading["samples"] == 3 and reading["nll_own_image"] > 0
     assert reading["gap_nats"] == pytest.approx(reading["nll_other_image"] - reading["nll_own_image"], abs=2e-3)

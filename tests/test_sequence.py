@@ -85,6 +85,11 @@ def test_ce_labels_are_next_tokens_of_supervised_text_only():
     assert p.ce_labels.tolist() == [7, 8, 2]                  # ..., last token predicts <|im_end|>
 
 
+def test_loss_len_supervises_only_the_opening_of_a_text():
+    p = build_packed([[Text([5, 6]), Text([7, 8, 9], loss=True, loss_len=2)]], tiny(), SP)
+    assert p.ce_index.tolist() == [4, 5] and p.ce_labels.tolist() == [7, 8]
+
+
 def test_latent_tokens_round_trip_and_order():
     lat = torch.randn(16, 6, 8)
     tok = latents_to_tokens(lat, 2)

@@ -63,6 +63,16 @@ def test_stage2_trains_both_experts_and_lowers_ce_and_mse(tmp_path, manifests):
     assert not any("pos_embed.pos_embed" in n for n in changed)  # fixed sin-cos tables
 
 
+def test_understanding_side_trains_while_the_gen_side_stays_bit_identical(tmp_path, manifests):
+    t = trainer_for(tmp_path, manifests, 2, ["train.steps=3", "data.samples_per_step=2",
+                                             "checkpoint.every=100", "train.trainable=understanding"])
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    t.train()
+    changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and not any(RESTORATION.match(n) for n in changed)
+    assert any(".experts.und." in n for n in changed)
+
+
 def test_freeze_vit_keeps_the_vit_bit_identical_while_stage2_trains_the_rest(tmp_path, manifests):
     t = trainer_for(tmp_path, manifests, 2, ["train.steps=3", "data.samples_per_step=2",
                                              "checkpoint.every=100", "train.freeze_vit=true"])
@@ -183,3 +193,5 @@ def test_a_time_limited_run_stops_checkpointed_and_exports(tmp_path, manifests):
     again = trainer_for(tmp_path, manifests, 1, ["train.steps=50", "data.samples_per_step=1",
                                                  "checkpoint.every=100"])
     assert again.train(max_steps=1)[0]["step"] == 2  # resumes where the clock stopped it
+    calls = [json.loads(s) for s in (t.out / "recipes.jsonl").read_text().splitlines()]
+    assert [c["from_step"] for c in calls] == [0, 1] and calls[0]["recipe"]["train"]["steps"] == 50

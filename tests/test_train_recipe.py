@@ -62,6 +62,12 @@ def test_overrides_are_checked_like_file_keys(tmp_path):
             load_recipe(str(base), [f"optim.lr={bad}"])
     with pytest.raises(RecipeError, match="key=value"):
         load_recipe(str(base), ["train.steps"])
+    with pytest.raises(RecipeError, match="train.trainable must be one of"):
+        load_recipe(str(base), ["train.trainable=gen"])
+    with pytest.raises(RecipeError, match="data: iqa_loss 'verdict' needs score_first"):
+        load_recipe(str(base), ["data.iqa_loss=verdict"])
+    r = load_recipe(str(base), ["data.iqa_loss=verdict", "data.score_first=true", "data.iqa_tasks=[score]"])
+    assert r.data.iqa_tasks == ("score",) and r.train.trainable == "restoration"
 
 
 def test_a_variant_states_only_what_differs(tmp_path):

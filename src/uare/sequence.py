@@ -13,7 +13,7 @@ Several samples pack into one sequence that never attend across samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -37,6 +37,7 @@ class Text:
     ids: Sequence[int]
     loss: bool = False
     dropped: bool = False
+    loss_len: Optional[int] = None   # with loss: only the first loss_len ids are targets
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,10 @@ class _Builder:
         start = self._tokens(ids, False, CAUSAL, list(range(self.rope, self.rope + len(ids))))
         self.text_index += range(start, start + len(ids))
         if item.loss:
-            self.ce_index += range(start, start + len(ids) - 1)
-            self.ce_labels += ids[1:]
+            # targets ids[1:] (answer and eos), or ids[1 : 1 + loss_len] (its opening)
+            n = len(ids) - 1 if item.loss_len is None else min(item.loss_len, len(ids) - 1)
+            self.ce_index += range(start, start + n)
+            self.ce_labels += ids[1:1 + n]
         self.rope += len(ids)
         self.n_split += 1
 

@@ -87,15 +87,16 @@ def lines_for_image(path: Path, size: tuple[int, int], index: int, cfg: BuildCon
     return out
 
 
-def draw_degradation(kind: str, rng: random.Random, cfg: Optional[BuildConfig] = None) -> dict:
+def draw_degradation(kind: str, rng: random.Random, cfg: Optional[BuildConfig] = None,
+                     iqa_tasks: tuple[str, ...] = IQA_TASKS) -> dict:
     """The degradation fields of one manifest line of `kind` (preset, seed; for iqa also
-    task, and preset_b for comparisons), drawn from rng. Also used by the sample stream
-    to redraw a line's degradation for every sample (`DataConfig.online`)."""
+    task, one of `iqa_tasks`, and preset_b for comparisons), drawn from rng. Also used by
+    the sample stream to redraw a line's degradation for every sample (`DataConfig.online`)."""
     cfg = cfg or BuildConfig()
     presets = _presets(kind, cfg)
     row = {"preset": rng.choice(presets), "seed": rng.getrandbits(31)}
     if kind == "iqa":
-        row["task"] = rng.choice(IQA_TASKS)
+        row["task"] = rng.choice(iqa_tasks)
         if row["task"] != "compare" and rng.random() < cfg.clean_fraction:
             row["preset"] = None
         if row["task"] == "compare":

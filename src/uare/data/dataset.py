@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..imageio import load_image, read_jsonl
 from . import iqa
-from .build import KINDS, draw_degradation
+from .build import IQA_TASKS, KINDS, draw_degradation
 from .instructions import analyze_instruction, simple_instruction
 from .responses import analysis
 
@@ -38,6 +38,7 @@ class RawItem:
     text: str = ""
     image: Optional[Image.Image] = None
     loss: bool = False      # text: supervised answer; vae: noisy target
+    loss_prefix: str = ""   # text: only this opening of the text carries the loss
     cfg: bool = False       # may be dropped by CFG dropout
 
 
@@ -81,6 +82,22 @@ class DataConfig:
     # scoring answers open with "Overall the quality is <level>, score <s>." and describe
     # after it (iqa.scoring_sample); uare assess reads the level wherever it appears
     score_first: bool = False
+    # which IQA tasks (score, describe, compare) the iqa kind gives: lines of other tasks
+    # are skipped, and online draws pick among these
+    iqa_tasks: tuple[str, ...] = IQA_TASKS
+    # "answer": the whole IQA answer carries the text loss; "verdict": a scoring answer's
+    # opening verdict only (needs score_first), as Q-Align trains on the level alone, so
+    # the level word is not one token among a templated description's thirty
+    iqa_loss: str = "answer"
+
+    def check(self) -> None:
+        bad = [t for t in self.iqa_tasks if t not in IQA_TASKS]
+        if bad or not self.iqa_tasks:
+            raise ValueError(f"iqa_tasks {list(self.iqa_tasks)}: choose one or more of {list(IQA_TASKS)}")
+        if self.iqa_loss not in ("answer", "verdict"):
+            raise ValueError(f"iqa_loss must be 'answer' or 'verdict', got {self.iqa_loss!r}")
+        if self.iqa_loss == "verdict" and not self.score_first:
+            raise ValueError("iqa_loss 'verdict' needs score_first: the verdict must open the answer")
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:
@@ -118,10 +135,15 @@ class SampleStream:
         missing = [k for k in kinds if k not in cfg.manifests]
         if not kinds or missing:
             raise ValueError(f"data: ratios name kinds without manifests: {missing or 'none > 0'}")
+        cfg.check()
         self.lines = {k: read_jsonl(cfg.manifests[k]) for k in kinds}
         empty = [cfg.manifests[k] for k in kinds if not self.lines[k]]
         if empty:
             raise ValueError(f"data: empty manifests {empty}")
+        if "iqa" in self.lines and "iqa" not in cfg.online:
+            self.lines["iqa"] = [ln for ln in self.lines["iqa"] if ln.get("task", "score") in cfg.iqa_tasks]
+            if not self.lines["iqa"]:
+                raise ValueError(f"data: {cfg.manifests['iqa']} has no line of the tasks {list(cfg.iqa_tasks)}")
         bad = [k for k in cfg.online if k not in KINDS]
         if bad:
             raise ValueError(f"data.online: {bad} are not built kinds; choose from {list(KINDS)}")
@@ -134,7 +156,7 @@ class SampleStream:
         kind = self.kinds[min(bisect.bisect_right(self.cum, rng.random()), len(self.kinds) - 1)]
         line = self.lines[kind][rng.randrange(len(self.lines[kind]))]
         if kind in self.cfg.online:
-            line = {**line, **draw_degradation(kind, rng)}
+            line = {**line, **draw_degradation(kind, rng, iqa_tasks=self.cfg.iqa_tasks)}
         if kind.startswith("iqa"):
             return self._iqa(n, kind, line, rng)
         return self._restore(n, kind, line, rng)
@@ -170,7 +192,7 @@ class SampleStream:
                            _lcm(self.vit_stride, self.vae_stride))
         if kind == "iqa_real":
             s = iqa.scoring_sample(float(line["mos"]), "", line["seed"], cfg.score_first)
-            return RawSample(kind, n, _vlm_items([img], s))
+            return RawSample(kind, n, _vlm_items([img], s, cfg.iqa_loss == "verdict"))
         task, seed = line.get("task", "score"), line["seed"]
         record = None
         lq = img
@@ -185,13 +207,14 @@ class SampleStream:
             s = iqa.synthetic_comparison_sample(np.asarray(img), (np.asarray(lq), record),
                                                 (np.asarray(lq_b), rec_b), seed)
             return RawSample(kind, n, _vlm_items([img, lq, lq_b], s), record)
-        return RawSample(kind, n, _vlm_items([lq], iqa.synthetic_scoring_sample(record, seed, score_first=cfg.score_first)),
-                         record)
+        s = iqa.synthetic_scoring_sample(record, seed, score_first=cfg.score_first)
+        return RawSample(kind, n, _vlm_items([lq], s, cfg.iqa_loss == "verdict"), record)
 
 
-def _vlm_items(images: list[Image.Image], s: iqa.IQASample) -> list[RawItem]:
+def _vlm_items(images: list[Image.Image], s: iqa.IQASample, verdict_loss: bool = False) -> list[RawItem]:
     items = [RawItem("vit", image=im) for im in images]
-    return items + [RawItem("text", s.question), RawItem("text", s.answer, loss=True)]
+    head = s.verdict if verdict_loss and s.verdict and s.answer.startswith(s.verdict) else ""
+    return items + [RawItem("text", s.question), RawItem("text", s.answer, loss=True, loss_prefix=head)]
 
 
 def manifest_paths(folder: str | Path, kinds) -> dict[str, str]:

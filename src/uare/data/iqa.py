@@ -87,6 +87,7 @@ class IQASample:
     answer: str
     images: list[str] = field(default_factory=lambda: ["image"])
     score: Optional[float] = None
+    verdict: Optional[str] = None   # scoring answers: "Overall the quality is <level>, score <s>."
 
 
 def scoring_sample(score: float, description: str, seed: int = 0, score_first: bool = False) -> IQASample:
@@ -99,7 +100,7 @@ def scoring_sample(score: float, description: str, seed: int = 0, score_first: b
     rng = random.Random(f"score:{seed}")
     verdict = f"Overall the quality is {quality_level(score)}, score {score:.2f}."
     answer = f"{verdict} {description}" if score_first else f"{description} {verdict}"
-    return IQASample("score", rng.choice(SCORE_QUESTIONS), answer.strip(), score=score)
+    return IQASample("score", rng.choice(SCORE_QUESTIONS), answer.strip(), score=score, verdict=verdict)
 
 
 def synthetic_scoring_sample(record: Optional[Mapping], seed: int = 0,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -58,13 +58,24 @@ def to_items(sample: RawSample, encode_text: Callable[[str], list[int]],
     out = []
     for it, d in zip(sample.items, dropped):
         if it.role == "text":
-            item = Text(encode_text(it.text), loss=it.loss)
+            item = Text(encode_text(it.text), loss=it.loss, loss_len=_prefix_len(it, encode_text))
         elif it.role == "vit":
             item = VitImage(pixels(it.image))
         else:
             item = VaeImage(encode_latent(pixels(it.image)), noisy=it.loss)
         out.append(drop(item) if d else item)
     return out
+
+
+def _prefix_len(item: RawItem, encode_text: Callable[[str], list[int]]) -> Optional[int]:
+    """Tokens of `item.loss_prefix`, which must tokenize as the opening of the text (it
+    does at a word boundary with a byte-level BPE); None: the whole text."""
+    if not (item.loss and item.loss_prefix):
+        return None
+    head, ids = encode_text(item.loss_prefix), encode_text(item.text)
+    if ids[:len(head)] != head:
+        raise ValueError(f"loss prefix {item.loss_prefix!r} does not tokenize as the opening of {item.text!r}")
+    return len(head)
 
 
 def pack(sizes: Sequence[int], max_tokens: int) -> list[list[int]]:

@@ -49,7 +49,7 @@ class LossSection:
 class TrainSection:
     stage: int = 1
     steps: int = 10000
-    trainable: str = "restoration"   # "restoration" (stage 1) | "all" (stage 2)
+    trainable: str = "restoration"   # "restoration" (stage 1) | "all" (stage 2) | "understanding"
     # Bagel's freeze_vit: keep the ViT (not the connector) fixed whatever `trainable` says,
     # e.g. after a ViT pre-training step the language loss should read, not reshape
     freeze_vit: bool = False
@@ -93,11 +93,17 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def __post_init__(self):
-        if self.train.trainable not in ("restoration", "all"):
-            raise RecipeError(f"train.trainable must be 'restoration' or 'all', got {self.train.trainable!r}")
+        if self.train.trainable not in TRAINABLE:
+            raise RecipeError(f"train.trainable must be one of {', '.join(TRAINABLE)}, got {self.train.trainable!r}")
+        try:
+            self.data.check()
+        except ValueError as e:
+            raise RecipeError(f"data: {e}") from e
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise RecipeError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
 
+
+TRAINABLE = ("restoration", "all", "understanding")
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 

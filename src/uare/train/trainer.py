@@ -6,6 +6,9 @@ Trainable parameters (`train.trainable`):
   llm2vae, the time embedder (the latent position table is fixed sin-cos) and, for an
   anchored head (flow_anchor "condition"), anchor2llm. The und
   expert, ViT, connector, token embeddings and LM head stay frozen, bit for bit.
+- "understanding": the complement of "restoration" (und expert, ViT, connector, token
+  embeddings, LM head): for assessment-only training, which leaves the gen side bit
+  for bit. Restoration still reads the und tokens' keys and values, so it can change.
 - "all" (stage 2): every parameter of the model; the autoencoder is not a parameter of
   the model (Bagel keeps it apart) and the tokenizer has none, so both stay fixed.
 `train.freeze_vit` (Bagel's flag of that name) also keeps every `vit.*` parameter fixed.
@@ -22,6 +25,7 @@ from typing import Optional
 
 import torch
 
+from ..imageio import append_jsonl
 from . import checkpoint as ckpt
 from .parallel import DistEnv, full_tensor, like
 
@@ -42,7 +46,9 @@ def set_trainable(model: torch.nn.Module, mode: str, freeze_vit: bool = False) -
         n = clean_name(name)
         fixed_table = n.endswith("pos_embed.pos_embed")  # fixed sin-cos, never trained
         fixed_vit = freeze_vit and n.startswith("vit.")
-        on = not fixed_table and not fixed_vit and (mode == "all" or bool(RESTORATION.match(n)))
+        side = {"all": True, "restoration": bool(RESTORATION.match(n)),
+                "understanding": not RESTORATION.match(n)}[mode]
+        on = not fixed_table and not fixed_vit and side
         p.requires_grad_(on)
         if on:
             names.append(n)
@@ -248,6 +254,10 @@ class Trainer:
         t_start = time.monotonic()
         self.resume()
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.env.main:
+            # the resolved recipe of every call (overrides included), so a finished run
+            # says how it was made, resumes with other settings too
+            append_jsonl(self.out / "recipes.jsonl", {"from_step": self.step, "recipe": self.r.to_dict()})
         log = MetricsLog(self.out, self.r.log.tensorboard) if self.env.main else None
         end = self.r.train.steps if max_steps is None else min(self.r.train.steps, self.step + max_steps)
         rows, stopped = [], False
