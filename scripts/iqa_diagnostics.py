@@ -11,6 +11,8 @@ strength of a degradation (issue 7's monotonicity target):
    JPEG) predicts the strength; reported is the mean within-photo Spearman correlation
    over the five strengths of the centre crop of four scikit-image photos (never trained
    on). Near 1: the features carry the strength; near 0: nothing downstream can read it.
+   Then one ridge for all three types at once (what a single quality score needs) and
+   the cosines between the per-type directions (`vit_probe`).
 2. Reading: the teacher-forced log-likelihood of --samples synthetic IQA answers (score
    and description, fresh presets on training crops) given their own image against the
    same answer given another sample's image. A model that reads its image finds its own
@@ -59,32 +61,69 @@ def pooled_features(model, images) -> np.ndarray:
     return torch.cat([h.mean(1), h.std(1), e.mean(1), e.std(1)], 1).float().numpy()
 
 
-def vit_probe(model, photos, crops: int, side: int, ridge: float = 300.0, seed: int = 0) -> dict:
-    from scipy.stats import spearmanr
+def _held_out(side: int) -> list:
     from skimage import data
 
-    rng = random.Random(seed)
     held = [load_image(getattr(data, n)()) for n in HELD_OUT]
-    held = [im.crop(((im.width - side) // 2, (im.height - side) // 2, (im.width + side) // 2,
+    return [im.crop(((im.width - side) // 2, (im.height - side) // 2, (im.width + side) // 2,
                      (im.height + side) // 2)) for im in held]
-    out = {}
+
+
+def _training_crops(model, photos, typ: str, crops: int, side: int, rng: random.Random, seed: int):
+    xs, ys = [], []
+    for i in range(crops):
+        s = rng.choice(STRENGTHS)
+        xs.append(_at(_crop(photos[rng.randrange(len(photos))], rng, side), typ, s, seed + i))
+        ys.append(s)
+    return pooled_features(model, xs), np.asarray(ys)
+
+
+class _Ridge:
+    """Ridge regression on standardised features (with a bias column)."""
+
+    def __init__(self, f: np.ndarray, y: np.ndarray, ridge: float):
+        self.mu, self.sd = f.mean(0), f.std(0) + 1e-6
+        a = self._design(f)
+        self.w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ y)
+
+    def _design(self, f):
+        return np.c_[(f - self.mu) / self.sd, np.ones(len(f))]
+
+    def __call__(self, f):
+        return self._design(f) @ self.w
+
+
+def _within_photo(model, held, typ: str, predict) -> float:
+    from scipy.stats import spearmanr
+
+    rhos = []
+    for j, im in enumerate(held):
+        ft = pooled_features(model, [_at(im, typ, s, 10_000 + j) for s in STRENGTHS])
+        rho = spearmanr(STRENGTHS, predict(ft))[0]
+        rhos.append(0.0 if np.isnan(rho) else float(rho))
+    return round(float(np.mean(rhos)), 3)
+
+
+def vit_probe(model, photos, crops: int, side: int, ridge: float = 300.0, seed: int = 0) -> tuple[dict, dict, dict]:
+    """Per type: a ridge trained on that type's crops alone (can the features order it?).
+    "one_probe": a single ridge trained on all types' crops together to predict the
+    severity of whichever degradation is present, as one quality score must; per type,
+    and the cosine between the per-type directions (near -1: two types lie on one axis,
+    e.g. noise adding and blur removing high-frequency energy, which no linear reader
+    can turn into a score that falls with both)."""
+    rng = random.Random(seed)
+    held = _held_out(side)
+    out, data, dirs = {}, {}, {}
     for typ in TYPES:
-        xs, ys = [], []
-        for i in range(crops):
-            s = rng.choice(STRENGTHS)
-            xs.append(_at(_crop(photos[rng.randrange(len(photos))], rng, side), typ, s, seed + i))
-            ys.append(s)
-        f = pooled_features(model, xs)
-        mu, sd = f.mean(0), f.std(0) + 1e-6
-        a = np.c_[(f - mu) / sd, np.ones(len(f))]
-        w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ np.asarray(ys))
-        rhos = []
-        for j, im in enumerate(held):
-            ft = pooled_features(model, [_at(im, typ, s, 10_000 + j) for s in STRENGTHS])
-            rho = spearmanr(STRENGTHS, np.c_[(ft - mu) / sd, np.ones(len(ft))] @ w)[0]
-            rhos.append(0.0 if np.isnan(rho) else float(rho))
-        out[typ] = round(float(np.mean(rhos)), 3)
-    return out
+        data[typ] = _training_crops(model, photos, typ, crops, side, rng, seed)
+        probe = _Ridge(*data[typ], ridge)
+        out[typ] = _within_photo(model, held, typ, probe)
+        dirs[typ] = probe.w[:-1] / probe.sd   # direction in the raw feature space
+    joint = _Ridge(np.concatenate([data[t][0] for t in TYPES]), np.concatenate([data[t][1] for t in TYPES]), ridge)
+    one = {typ: _within_photo(model, held, typ, joint) for typ in TYPES}
+    cos = {f"{a}/{b}": round(float(dirs[a] @ dirs[b] / (np.linalg.norm(dirs[a]) * np.linalg.norm(dirs[b]))), 3)
+           for i, a in enumerate(TYPES) for b in TYPES[i + 1:]}
+    return out, one, cos
 
 
 @torch.no_grad()
@@ -139,8 +178,11 @@ def main(argv=None) -> int:
     photos = [p for p in map(load_image, list_images(Path(args.data), recursive=True)) if min(p.size) >= args.side]
     if not photos:
         raise SystemExit(f"{args.data}: no photo of at least {args.side} px a side")
-    report = {"model": args.model, "vit_probe_within_photo_srcc": vit_probe(model, photos, args.crops, args.side)}
-    print("ViT probe, within-photo SRCC:", json.dumps(report["vit_probe_within_photo_srcc"]), flush=True)
+    per_type, one, cos = vit_probe(model, photos, args.crops, args.side)
+    report = {"model": args.model, "vit_probe_within_photo_srcc": per_type,
+              "one_probe_within_photo_srcc": one, "probe_direction_cosine": cos}
+    print("ViT probe, within-photo SRCC:", json.dumps(per_type), flush=True)
+    print("one probe for all types:", json.dumps(one), "direction cosines:", json.dumps(cos), flush=True)
     report["reading"] = reading(model, photos, args.samples, args.side)
     print("reading:", json.dumps(report["reading"]), flush=True)
     if args.out:
