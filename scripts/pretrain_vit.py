@@ -16,6 +16,14 @@ of one single degradation (--pair-types), and a margin loss asks the head to ord
 pair: the question the monotonicity check asks (is this copy worse than that one?), with
 the content held fixed so it cannot stand in for the answer.
 
+With --quality W the head also has one quality output, trained (weight W) to the
+pseudo-opinion law of the IQA data, prod(1 - severity) (1 = clean), and in the pairs to
+rank the weaker copy higher whatever the type: one direction that falls with every
+degradation, which is what a single score must read. Per-type outputs can order noise and
+blur on one axis with opposite signs (noise adds high-frequency energy, blur removes it);
+no linear reader turns such an axis into a score monotone in both
+(`scripts/iqa_diagnostics.py`, "one probe for all types").
+
 Held-out check: the Spearman correlation between predicted and true severity, per type,
 on scikit-image's public-domain photos with fixed seeds (never trained on); with pairs,
 also the mean within-photo correlation over five strengths (0 to 1) of each pair type.
@@ -86,9 +94,9 @@ def patches_of(images: list, patch: int, max_side: int):
 
 
 class Probe(torch.nn.Module):
-    def __init__(self, vit, dim: int):
+    def __init__(self, vit, dim: int, quality: bool = False):
         super().__init__()
-        self.vit, self.head = vit, torch.nn.Linear(dim, len(TYPES))
+        self.vit, self.head = vit, torch.nn.Linear(dim, len(TYPES) + int(quality))
 
     def forward(self, patches, pos, seqlens):
         h = self.vit(patches, pos, seqlens)
@@ -105,7 +113,7 @@ def heldout(seed: int = 0, n_per: int = 24, crop: int = CROP):
 
 
 @torch.no_grad()
-def within_photo(probe, cfg, types, crop: int = CROP) -> dict:
+def within_photo(probe, cfg, types, crop: int = CROP, quality: bool = False) -> dict:
     """Mean over the held-out photos of SRCC(strength, predicted severity), five strengths."""
     from scipy.stats import spearmanr
     from skimage import data
@@ -119,7 +127,9 @@ def within_photo(probe, cfg, types, crop: int = CROP) -> dict:
             im = im.crop(((im.width - crop) // 2, (im.height - crop) // 2,
                           (im.width + crop) // 2, (im.height + crop) // 2))
             ims = [im] + [degrade(im, f"single:{t}:{k / 4:g}", seed=20_000 + j)[0] for k in range(1, 5)]
-            pred = probe(*patches_of(ims, cfg.patch_size, cfg.max_patches_per_side))[:, TYPES.index(t)]
+            pred = probe(*patches_of(ims, cfg.patch_size, cfg.max_patches_per_side))
+            # the quality output falls as the strength rises; the type's own output rises
+            pred = -pred[:, len(TYPES)] if quality else pred[:, TYPES.index(t)]
             rho = spearmanr(range(5), pred.numpy())[0]
             rhos.append(0.0 if np.isnan(rho) else float(rho))
         out[t] = round(float(np.mean(rhos)), 3)
@@ -140,6 +150,11 @@ def evaluate(probe, items, cfg) -> dict:
         return {t: round(float(spearmanr(pred[:, i], true[:, i])[0]), 3) for i, t in enumerate(TYPES)}
 
 
+def quality_target(severity: np.ndarray) -> np.ndarray:
+    """prod(1 - s) over the types: the pseudo-opinion law of uare.data.iqa (1 = clean)."""
+    return np.prod(1.0 - severity, axis=-1, keepdims=True).astype(np.float32)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -154,11 +169,14 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=float, default=0.0, help="fraction of each batch as same-crop pairs")
     ap.add_argument("--pair-types", default="noise,blur,jpeg")
     ap.add_argument("--margin", type=float, default=0.1, help="of the pair loss, in severity units")
+    ap.add_argument("--quality", type=float, default=0.0,
+                    help="weight of a shared quality output (module docstring); 0: none")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     model = UAREModel.from_pretrained(args.model)
     cfg = model.cfg.vit
-    probe = Probe(model.vit, cfg.hidden_size)
+    q = args.quality > 0
+    probe = Probe(model.vit, cfg.hidden_size, quality=q)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=0.0)
     photos = [load_image(p) for p in list_images(Path(args.data), recursive=True)]
     photos = [p for p in photos if min(p.size) >= args.crop]
@@ -171,6 +189,9 @@ def main(argv=None) -> int:
     print("held-out SRCC before:", json.dumps(evaluate(probe, test, cfg)), flush=True)
     if args.pairs:
         print("within-photo SRCC before:", json.dumps(within_photo(probe, cfg, pair_types, args.crop)), flush=True)
+    if q:
+        print("within-photo SRCC of the quality output before:",
+              json.dumps(within_photo(probe, cfg, pair_types, args.crop, quality=True)), flush=True)
     n_pairs = int(round(args.pairs * args.batch / 2))
     rng, t0, step = random.Random(args.seed), time.time(), 0
     while time.time() - t0 < 60 * args.minutes:
@@ -183,12 +204,17 @@ def main(argv=None) -> int:
                 batch.append((im, target))
         target = torch.from_numpy(np.stack([t for _, t in batch]))
         pred = probe(*patches_of([im for im, _ in batch], cfg.patch_size, cfg.max_patches_per_side))
-        loss = F.mse_loss(pred, target)
+        loss = F.mse_loss(pred[:, :len(TYPES)], target)
+        if q:
+            loss = loss + args.quality * F.mse_loss(pred[:, len(TYPES):], torch.from_numpy(quality_target(target.numpy())))
         if pairs:
             n = len(batch) - 2 * len(pairs)
-            k = torch.tensor([q[2] for q in pairs])
+            k = torch.tensor([p[2] for p in pairs])
             weak, strong = pred[n::2][torch.arange(len(pairs)), k], pred[n + 1::2][torch.arange(len(pairs)), k]
             loss = loss + F.relu(args.margin - (strong - weak)).mean()
+            if q:   # the weaker copy keeps more quality, whatever the type
+                gap = pred[n::2, len(TYPES)] - pred[n + 1::2, len(TYPES)]
+                loss = loss + args.quality * F.relu(args.margin - gap).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -200,6 +226,9 @@ def main(argv=None) -> int:
     within = within_photo(probe, cfg, pair_types, args.crop) if args.pairs else None
     if within:
         print("within-photo SRCC after:", json.dumps(within), flush=True)
+    within_q = within_photo(probe, cfg, pair_types, args.crop, quality=True) if q else None
+    if within_q:
+        print("within-photo SRCC of the quality output after:", json.dumps(within_q), flush=True)
 
     out, src = Path(args.out), Path(args.model)
     model.save_pretrained(out)  # the probe trained model.vit in place; the head is not saved
@@ -207,7 +236,9 @@ def main(argv=None) -> int:
         shutil.copy2(src / "inference.json", out / "inference.json")
     (out / "vit_pretrain.json").write_text(json.dumps({"steps": step, "batch": args.batch, "lr": args.lr,
                                                        "pairs": args.pairs, "pair_types": pair_types,
-                                                       "heldout_srcc": srcc, "within_photo_srcc": within},
+                                                       "quality": args.quality, "heldout_srcc": srcc,
+                                                       "within_photo_srcc": within,
+                                                       "quality_within_photo_srcc": within_q},
                                                       indent=2) + "\n")
     print(f"{out}: ViT after {step} steps", flush=True)
     return 0

@@ -86,7 +86,8 @@ def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro
         collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
 
 
-@pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"]])
+@pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"],
+                                   ["--pairs", "0.5", "--pair-types", "noise,jpeg", "--quality", "1"]])
 def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder, pairs):
     data = _photos(tmp_path, small_photo)
     out = tmp_path / "vit"
@@ -101,6 +102,7 @@ def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, mi
     assert info["steps"] >= 1 and set(info["heldout_srcc"]) >= {"noise", "blur", "jpeg"}
     if pairs:   # same-crop pairs: the within-photo ordering is measured per pair type
         assert set(info["within_photo_srcc"]) == {"noise", "jpeg"}
+    assert (info["quality_within_photo_srcc"] is not None) == ("--quality" in pairs)
     UAREModel.from_pretrained(out)
 
 

@@ -63,23 +63,16 @@ def test_stage2_trains_both_experts_and_lowers_ce_and_mse(tmp_path, manifests):
     assert not any("pos_embed.pos_embed" in n for n in changed)  # fixed sin-cos tables
 
 
-def test_understanding_side_trains_while_the_gen_side_stays_bit_identical(tmp_path, manifests):
+@pytest.mark.parametrize("setting", ["train.trainable=understanding", "train.freeze_vit=true"])
+def test_the_frozen_part_stays_bit_identical_while_the_rest_trains(tmp_path, manifests, setting):
+    """understanding: everything but the restoration side; freeze_vit: stage 2 minus the ViT."""
     t = trainer_for(tmp_path, manifests, 2, ["train.steps=3", "data.samples_per_step=2",
-                                             "checkpoint.every=100", "train.trainable=understanding"])
+                                             "checkpoint.every=100", setting])
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     t.train()
     changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
-    assert changed and not any(RESTORATION.match(n) for n in changed)
-    assert any(".experts.und." in n for n in changed)
-
-
-def test_freeze_vit_keeps_the_vit_bit_identical_while_stage2_trains_the_rest(tmp_path, manifests):
-    t = trainer_for(tmp_path, manifests, 2, ["train.steps=3", "data.samples_per_step=2",
-                                             "checkpoint.every=100", "train.freeze_vit=true"])
-    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
-    t.train()
-    changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
-    assert not any(n.startswith("vit.") for n in changed)
+    frozen = (lambda n: RESTORATION.match(n)) if "understanding" in setting else (lambda n: n.startswith("vit."))
+    assert not any(frozen(n) for n in changed)
     assert any(n.startswith("connector.") for n in changed) and any(".experts.und." in n for n in changed)
 
 
