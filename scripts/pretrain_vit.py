@@ -84,13 +84,72 @@ def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP):
     return out[0], out[1], TYPES.index(t), lo / 4, hi / 4
 
 
-def patches_of(images: list, patch: int, max_side: int):
+def make_batch(photos: list, seed: int, size: int, n_pairs: int, pair_types, crop: int = CROP):
+    """One step's crops, severity targets and pair types, a function of `seed` alone (so
+    the same with or without worker processes): size - 2 n_pairs random presets, then
+    n_pairs same-crop pairs, weak copy first."""
+    rng = random.Random(seed)
+    batch = [sample(photos, rng, rng.getrandbits(31), crop) for _ in range(size - 2 * n_pairs)]
+    kinds = []
+    for _ in range(n_pairs):
+        weak, strong, k, lo, hi = pair(photos, rng, rng.getrandbits(31), pair_types, crop)
+        for im, s in ((weak, lo), (strong, hi)):   # each copy also regresses its own severity
+            target = np.zeros(len(TYPES), np.float32)
+            target[k] = s
+            batch.append((im, target))
+        kinds.append(k)
+    return [im for im, _ in batch], np.stack([t for _, t in batch]), kinds
+
+
+_PHOTOS: list = []
+
+
+def _load_photos(paths, crop: int) -> list:
+    return [p for p in map(load_image, paths) if min(p.size) >= crop]
+
+
+def _worker_init(paths, crop: int) -> None:
+    torch.set_num_threads(1)
+    _PHOTOS[:] = _load_photos(paths, crop)
+
+
+def _worker_batch(args):
+    return make_batch(_PHOTOS, *args)
+
+
+def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop: int, workers: int):
+    """Endless stream of make_batch results; with workers, built `2 * workers` steps ahead
+    in spawned processes (the degradations cost more than a GPU step of this ViT)."""
+    import itertools
+
+    jobs = ((seed * 1_000_003 + step, size, n_pairs, pair_types, crop) for step in itertools.count())
+    if not workers:
+        yield from (make_batch(photos, *j) for j in jobs)
+        return
+    import collections
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # an executor, not a Pool: a worker that cannot start raises here instead of hanging
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(paths, crop)) as pool:
+        ahead = collections.deque(pool.submit(_worker_batch, next(jobs)) for _ in range(2 * workers))
+        try:
+            while True:
+                ahead.append(pool.submit(_worker_batch, next(jobs)))
+                yield ahead.popleft().result()
+        finally:
+            for f in ahead:
+                f.cancel()
+
+
+def patches_of(images: list, patch: int, max_side: int, device=None):
     ps, pos = [], []
     for im in images:
         p, q = vit_patchify(pixels(im), patch, max_side)
         ps.append(p)
         pos.append(q)
-    return torch.cat(ps), torch.cat(pos), [p.shape[0] for p in ps]
+    return torch.cat(ps).to(device), torch.cat(pos).to(device), [p.shape[0] for p in ps]
 
 
 class Probe(torch.nn.Module):
@@ -150,9 +209,9 @@ def evaluate(probe, items, cfg) -> dict:
         return {t: round(float(spearmanr(pred[:, i], true[:, i])[0]), 3) for i, t in enumerate(TYPES)}
 
 
-def quality_target(severity: np.ndarray) -> np.ndarray:
+def quality_target(severity: torch.Tensor) -> torch.Tensor:
     """prod(1 - s) over the types: the pseudo-opinion law of uare.data.iqa (1 = clean)."""
-    return np.prod(1.0 - severity, axis=-1, keepdims=True).astype(np.float32)
+    return torch.prod(1.0 - severity, dim=-1, keepdim=True)
 
 
 def main(argv=None) -> int:
@@ -161,6 +220,10 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--data", default="../shared/data/train")
     ap.add_argument("--minutes", type=float, default=12.0)
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: by --minutes only)")
+    ap.add_argument("--device", default="auto", help="auto (cuda when present), cuda or cpu")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes that build the batches ahead (for a GPU; 0 on 2 CPU cores)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
@@ -176,10 +239,11 @@ def main(argv=None) -> int:
     model = UAREModel.from_pretrained(args.model)
     cfg = model.cfg.vit
     q = args.quality > 0
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     probe = Probe(model.vit, cfg.hidden_size, quality=q)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=0.0)
-    photos = [load_image(p) for p in list_images(Path(args.data), recursive=True)]
-    photos = [p for p in photos if min(p.size) >= args.crop]
+    paths = list_images(Path(args.data), recursive=True)
+    photos = _load_photos(paths, args.crop)
     if not photos:
         raise SystemExit(f"{args.data}: no photo of at least {args.crop} px a side")
     test = heldout(n_per=args.heldout, crop=args.crop)
@@ -193,24 +257,20 @@ def main(argv=None) -> int:
         print("within-photo SRCC of the quality output before:",
               json.dumps(within_photo(probe, cfg, pair_types, args.crop, quality=True)), flush=True)
     n_pairs = int(round(args.pairs * args.batch / 2))
-    rng, t0, step = random.Random(args.seed), time.time(), 0
-    while time.time() - t0 < 60 * args.minutes:
-        batch = [sample(photos, rng, rng.getrandbits(31), args.crop) for _ in range(args.batch - 2 * n_pairs)]
-        pairs = [pair(photos, rng, rng.getrandbits(31), pair_types, args.crop) for _ in range(n_pairs)]
-        for weak, strong, k, lo, hi in pairs:   # each copy also regresses its own severity
-            for im, s in ((weak, lo), (strong, hi)):
-                target = np.zeros(len(TYPES), np.float32)
-                target[k] = s
-                batch.append((im, target))
-        target = torch.from_numpy(np.stack([t for _, t in batch]))
-        pred = probe(*patches_of([im for im, _ in batch], cfg.patch_size, cfg.max_patches_per_side))
+    probe.to(device)
+    stream = batches(photos, paths, args.seed, args.batch, n_pairs, pair_types, args.crop, args.workers)
+    t0, step = time.time(), 0
+    while time.time() - t0 < 60 * args.minutes and not (args.steps and step >= args.steps):
+        images, target, kinds = next(stream)
+        target = torch.from_numpy(target).to(device)
+        pred = probe(*patches_of(images, cfg.patch_size, cfg.max_patches_per_side, device))
         loss = F.mse_loss(pred[:, :len(TYPES)], target)
         if q:
-            loss = loss + args.quality * F.mse_loss(pred[:, len(TYPES):], torch.from_numpy(quality_target(target.numpy())))
-        if pairs:
-            n = len(batch) - 2 * len(pairs)
-            k = torch.tensor([p[2] for p in pairs])
-            weak, strong = pred[n::2][torch.arange(len(pairs)), k], pred[n + 1::2][torch.arange(len(pairs)), k]
+            loss = loss + args.quality * F.mse_loss(pred[:, len(TYPES):], quality_target(target))
+        if kinds:
+            n, rows = len(images) - 2 * len(kinds), torch.arange(len(kinds), device=device)
+            k = torch.tensor(kinds, device=device)
+            weak, strong = pred[n::2][rows, k], pred[n + 1::2][rows, k]
             loss = loss + F.relu(args.margin - (strong - weak)).mean()
             if q:   # the weaker copy keeps more quality, whatever the type
                 gap = pred[n::2, len(TYPES)] - pred[n + 1::2, len(TYPES)]
@@ -221,6 +281,8 @@ def main(argv=None) -> int:
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {loss.item():.4f} ({(time.time() - t0) / 60:.1f} min)", flush=True)
+    stream.close()   # stops the workers
+    probe.cpu()      # the checks and the saved folder are on the CPU
     srcc = evaluate(probe, test, cfg)
     print("held-out SRCC after:", json.dumps(srcc), flush=True)
     within = within_photo(probe, cfg, pair_types, args.crop) if args.pairs else None
@@ -235,6 +297,7 @@ def main(argv=None) -> int:
     if (src / "inference.json").exists():
         shutil.copy2(src / "inference.json", out / "inference.json")
     (out / "vit_pretrain.json").write_text(json.dumps({"steps": step, "batch": args.batch, "lr": args.lr,
+                                                       "device": str(device), "workers": args.workers,
                                                        "pairs": args.pairs, "pair_types": pair_types,
                                                        "quality": args.quality, "heldout_srcc": srcc,
                                                        "within_photo_srcc": within,

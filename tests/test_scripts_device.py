@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,6 +86,25 @@ def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro
     save_file({keys[0]: sd[keys[0]]}, str(back / f"model-{n:02d}.safetensors"))   # one more, repeating
     with pytest.raises(SystemExit, match="repeats"):
         collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
+
+
+def test_pretrain_vit_batches_do_not_depend_on_the_workers(tmp_path, small_photo, micro_folder):
+    """Each step's batch is a function of its seed: 2 worker processes train the same ViT."""
+    data = _photos(tmp_path, small_photo)
+    outs = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPTS.parent / "src")}
+    for w in ("0", "2"):
+        outs.append(tmp_path / f"vit{w}")
+        args = ["--model", str(micro_folder), "-o", str(outs[-1]), "--data", str(data), "--minutes", "5",
+                "--steps", "3", "--batch", "4", "--crop", "32", "--heldout", "1", "--pairs", "0.5",
+                "--quality", "1", "--workers", w, "--device", "cpu"]
+        # as a script: spawned workers import the functions they run from the script itself
+        subprocess.run([sys.executable, str(SCRIPTS / "pretrain_vit.py"), *args], env=env,
+                       check=True, timeout=240, stdout=subprocess.DEVNULL)
+        assert json.loads((outs[-1] / "vit_pretrain.json").read_text())["steps"] == 3
+    a, b = (load_file(str(o / "model.safetensors")) for o in outs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], v) for k, v in load_file(str(micro_folder / "model.safetensors")).items())
 
 
 @pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"],

@@ -10,6 +10,10 @@
 # If CUDA training fails at once, the same stage-2 run goes on on the machine's CPUs.
 #   OUT=/somewhere MINUTES=7 bash scripts/device/run.sh
 # SKIP_AE=1 runs stage 2 alone; EXTRA="--set key=value ..." adds recipe overrides.
+# VIT_MINUTES=M first pre-trains the ViT on the GPU for M of the MINUTES
+# (scripts/pretrain_vit.py --pairs 0.5 --quality 1, batches built by worker processes),
+# then stage 2 starts from that ViT for the rest, e.g. with
+# EXTRA="--set train.freeze_vit=true --set data.score_first=true --set data.online=[iqa]".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 G=${GPU_DIR:-.gpu}
@@ -36,15 +40,26 @@ OMP_NUM_THREADS=2 $PY scripts/train_autoencoder.py recipes/tiny/autoencoder-deco
 AE=$!
 fi
 
+INIT="$W/init"
+S2MIN=$MIN
+if [ -n "${VIT_MINUTES:-}" ]; then
+  log "ViT pre-training: $VIT_MINUTES min"
+  OMP_NUM_THREADS=2 $PY scripts/pretrain_vit.py --model "$W/init" -o "$W/init-vit" --data "$G/train" \
+    --pairs 0.5 --quality 1 --batch ${VIT_BATCH:-256} --minutes "$VIT_MINUTES" --workers ${WORKERS:-10} \
+    > "$W/vit.log" 2>&1 && INIT="$W/init-vit" || log "ViT pre-training failed (rc $?): stage 2 keeps the old ViT"
+  tail -4 "$W/vit.log" | tee -a "$OUT/run.log"
+  S2MIN=$($PY -c "print(max(0.5, $MIN - ($(date +%s) - $T0) / 60))")
+fi
+
 MAN=(); for k in single multi high_order interleaved iqa; do
   MAN+=(--set "data.manifests.$k=$G/tiny-data/manifest-$k.jsonl"); done
-S2=(tiny/stage2-unified "${MAN[@]}" --set model.init="$W/init" --set train.out_dir="$W/stage2"
+S2=(tiny/stage2-unified "${MAN[@]}" --set model.init="$INIT" --set train.out_dir="$W/stage2"
     --set train.steps=1000000 --set checkpoint.every=1000000 --set log.every=1
     --set data.samples_per_step=64 --set data.max_tokens_per_pack=16384 --set data.workers=${WORKERS:-10}
     --set data.seed=1 --set train.seed=1 --set optim.warmup_steps=20 --set data.prefetch=true
     --set parallel.activation_checkpointing=off --export "$W/export" ${EXTRA:-})
 log "stage 2 on $( $PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
-OMP_NUM_THREADS=3 $PY -m uare train "${S2[@]}" --max-minutes "$MIN" > "$W/stage2.log" 2>&1
+OMP_NUM_THREADS=3 $PY -m uare train "${S2[@]}" --max-minutes "$S2MIN" > "$W/stage2.log" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && [ ! -d "$W/export" ]; then
   log "stage 2 failed on the GPU (rc $rc): the same run on the CPUs"
@@ -59,6 +74,6 @@ fi
 
 # results: model shards, autoencoder, logs
 $PY scripts/device/shards.py pack "$W/export" "$W/ae" "$OUT" 2>&1 | tee -a "$OUT/run.log"
-{ for f in "$W"/stage2*.log "$W/ae.log" "$W"/stage2/metrics.csv "$W/ae/log.jsonl"; do
+{ for f in "$W/vit.log" "$W"/stage2*.log "$W/ae.log" "$W"/stage2/metrics.csv "$W/ae/log.jsonl"; do
     [ -f "$f" ] && { echo "=== $f"; tail -c 300000 "$f"; }; done; } > "$OUT/logs.txt"
 log "done"; ls -la "$OUT" | tee -a "$OUT/run.log"
