@@ -79,6 +79,18 @@ def test_plan_runs_codec_then_noise_then_optics_then_scene_then_upscale(record):
     assert order == expected
 
 
+def test_phrases_compose_with_severity_words_and_articles():
+    """Phrases come after a severity word or "the": one with its own article would read
+    "medium a hazy veil" or "remove the a hazy veil" (the shipped model learned the first)."""
+    for t, phrases in rs.TYPE_PHRASES.items():
+        assert not [p for p in phrases if p.split()[0].lower() in ("a", "an", "the")], t
+    words = "|".join(["the"] + [w for _, ws in rs.SEVERITY_BANDS for w in ws])
+    bad = re.compile(rf"\b({words}) (a|an|the)\b", re.IGNORECASE)
+    for record, seed in itertools.product(records(), range(6)):
+        text = rs.analysis(record, seed).text + " " + rs.describe_degradations(record, seed)
+        assert not bad.search(text), text
+
+
 def test_wording_varies_by_seed_and_repeats_for_the_same_seed():
     rec = make_record({"lowlight": 0.6, "blur": 0.3, "noise": 0.8})
     texts = {rs.analysis(rec, s).text for s in range(12)}

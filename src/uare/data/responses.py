@@ -33,17 +33,18 @@ SEVERITY_BANDS = (
 )
 
 # Phrases naming each type; every phrase of a type holds that type's KEYWORD and no other
-# type's keyword, so a reader (or a test) can tell which degradations a text names.
+# type's keyword, so a reader (or a test) can tell which degradations a text names. No
+# article: a phrase follows a severity word ("medium haze") or "the" ("remove the haze").
 TYPE_PHRASES = {
     "jpeg": ("JPEG compression artifacts", "JPEG blocking artifacts", "JPEG artifacts"),
     "noise": ("noise", "sensor noise", "grainy noise"),
     "sinc": ("ringing artifacts", "ringing around edges"),
     "blur": ("blur", "blurring", "optical blur"),
-    "haze": ("haze", "atmospheric haze", "a hazy veil"),
+    "haze": ("haze", "atmospheric haze", "hazy veil"),
     "rain": ("rain streaks", "streaks of falling rain"),
     "raindrop": ("raindrops on the lens", "raindrops"),
     "lowlight": ("underexposure", "low-light underexposure", "dark underexposure"),
-    "downsample": ("low resolution", "a loss of resolution"),
+    "downsample": ("low resolution", "resolution loss"),
 }
 KEYWORD = {
     "jpeg": "jpeg", "noise": "noise", "sinc": "ringing", "blur": "blur",
