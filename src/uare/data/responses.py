@@ -59,7 +59,7 @@ ACTIONS = {
     "noise": ("denoise to remove the {p}", "suppress the {p} while keeping texture"),
     "sinc": ("suppress the {p}",),
     "blur": ("deblur to undo the {p}", "recover sharp edges lost to {p}"),
-    "haze": ("remove the {p} to restore contrast", "dehaze to lift {p}"),
+    "haze": ("remove the {p} to restore contrast", "dehaze to lift the {p}"),
     "rain": ("remove the {p}", "derain to erase the {p}"),
     "raindrop": ("remove the {p}", "clear away the {p}"),
     "lowlight": ("brighten the image to correct the {p}", "lift the exposure to fix the {p}"),
