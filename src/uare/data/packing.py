@@ -58,7 +58,8 @@ def to_items(sample: RawSample, encode_text: Callable[[str], list[int]],
     out = []
     for it, d in zip(sample.items, dropped):
         if it.role == "text":
-            item = Text(encode_text(it.text), loss=it.loss, loss_len=_prefix_len(it, encode_text))
+            ids = encode_text(it.text)
+            item = Text(ids, loss=it.loss, loss_len=_prefix_len(it, ids, encode_text))
         elif it.role == "vit":
             item = VitImage(pixels(it.image))
         else:
@@ -67,12 +68,12 @@ def to_items(sample: RawSample, encode_text: Callable[[str], list[int]],
     return out
 
 
-def _prefix_len(item: RawItem, encode_text: Callable[[str], list[int]]) -> Optional[int]:
-    """Tokens of `item.loss_prefix`, which must tokenize as the opening of the text (it
-    does at a word boundary with a byte-level BPE); None: the whole text."""
+def _prefix_len(item: RawItem, ids: list[int], encode_text: Callable[[str], list[int]]) -> Optional[int]:
+    """Tokens of `item.loss_prefix`, which must tokenize as the opening of the text's
+    `ids` (it does at a word boundary with a byte-level BPE); None: the whole text."""
     if not (item.loss and item.loss_prefix):
         return None
-    head, ids = encode_text(item.loss_prefix), encode_text(item.text)
+    head = encode_text(item.loss_prefix)
     if ids[:len(head)] != head:
         raise ValueError(f"loss prefix {item.loss_prefix!r} does not tokenize as the opening of {item.text!r}")
     return len(head)
