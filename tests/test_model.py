@@ -29,6 +29,18 @@ def test_config_json_round_trip_and_unknown_keys(tmp_path):
         ModelConfig.from_dict({"llm": {"num_heads": 6, "num_kv_heads": 4}})
 
 
+def test_vit_view_scale_divides_the_patch_and_bagel_has_none():
+    from uare.model.bagel import bagel_configs
+
+    cfg = ModelConfig.from_dict({"vit": {"patch_size": 16, "view_scale": 2}})
+    assert (cfg.vit.stride, cfg.vit.max_side) == (8, 8 * cfg.vit.max_patches_per_side)
+    with pytest.raises(ConfigError, match="view_scale"):
+        ModelConfig.from_dict({"vit": {"patch_size": 16, "view_scale": 3}})
+    with pytest.raises(ConfigError, match="view_scale"):
+        bagel_configs(cfg)
+    assert ModelConfig.from_dict({}).vit.view_scale == 1   # config.json files from before it
+
+
 def test_tiny_preset_has_a_4x_autoencoder_and_gqa():
     cfg = get_config("tiny")
     assert cfg.vae.downsample == 4 and cfg.llm.num_kv_heads < cfg.llm.num_heads

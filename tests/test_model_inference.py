@@ -18,12 +18,14 @@ def test_decode_steps_match_training_logits():
     assert ctx.rope == 5 + 4 and ctx.length == 9
 
 
-@pytest.mark.parametrize("anchor", ["velocity", "condition"])
-def test_velocity_against_cache_matches_training_forward(anchor):
-    model = micro_model(flow_anchor=anchor)
+@pytest.mark.parametrize("anchor,view_scale", [("velocity", 1), ("condition", 1), ("condition", 2)])
+def test_velocity_against_cache_matches_training_forward(anchor, view_scale):
+    model = micro_model(flow_anchor=anchor, view_scale=view_scale)
     sample = edit_sample(7)
     clean, vit, instr, target, _ = sample
     p = build_packed([sample[:4]], model.cfg, model.special_ids)
+    # the ViT block holds one token per stride x stride pixels of the 16 x 24 image
+    assert len(p.vit_index) == (16 // model.cfg.vit.stride) * (24 // model.cfg.vit.stride)
     t = 0.7
     p.vae_timesteps = torch.where(p.vae_noisy, torch.tensor(t), torch.tensor(0.0))
     want = model(p).velocity

@@ -22,6 +22,17 @@ def test_vit_patchify_pixel_order_and_position_ids():
     assert torch.equal(patches[5], want)
 
 
+def test_vit_patchify_view_scale_is_a_finer_patch_on_repeated_pixels():
+    px = torch.randn(3, 4, 6)
+    patches, pos = vit_patchify(px, 4, max_side=10, view_scale=2)
+    assert patches.shape == (6, 48)           # 2x2-pixel patches of the image, each shown 2x2
+    assert pos.tolist() == [0, 1, 2, 10, 11, 12]
+    fine, _ = vit_patchify(px, 2, max_side=10)
+    # every value of the 4x4 patch of the up-sampled view comes from its 2x2 image patch
+    view = patches.view(6, 2, 2, 2, 2, 3)     # (patch, row, row copy, col, col copy, channel)
+    assert torch.equal(view[:, :, 0, :, 0].reshape(6, 12), fine)
+    assert torch.equal(view[:, :, 1, :, 1].reshape(6, 12), fine)
+
 def test_sincos_table_first_half_is_column_second_half_row():
     t = sincos_2d(4, 8)
     assert t.shape == (16, 8)

@@ -105,6 +105,23 @@ def test_assess_gives_a_deterministic_score_in_range_with_its_level(uare, small_
     assert b.score == a.score and b.text == a.text
 
 
+def test_a_model_whose_vit_sees_2x_gets_views_sized_in_image_pixels(tmp_path, astronaut, monkeypatch):
+    """vit.view_scale 2: every ViT view (IQA and restoration canvas) is sized by the ViT's
+    stride in image pixels and capped at its largest side, so the up-sampled view fits."""
+    model = make_test_model()
+    model.cfg.vit.view_scale = 2           # patch 8 -> 4 image pixels, at most 32 px a side
+    model.save_pretrained(tmp_path)
+    (tmp_path / "inference.json").write_text(json.dumps(FAST))
+    u = UARE.from_pretrained(tmp_path, device="cpu")
+    sides = []
+    real = u.model.prefill_vit_image
+    monkeypatch.setattr(u.model, "prefill_vit_image", lambda ctx, px: (sides.append(px.shape[-2:]), real(ctx, px)))
+    photo = _photo(astronaut, 50, 70)
+    assert 1.0 <= u.assess(photo).score <= 5.0
+    assert u.restore(photo, task="denoise").image.size == (70, 50)
+    assert sides and all(h % 4 == 0 and w % 4 == 0 and max(h, w) <= 32 for h, w in sides)
+
+
 def test_assess_score_is_the_probability_weighted_mean_of_the_level_words(uare, small_photo, monkeypatch):
     logp = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.25, 0.15]))
     monkeypatch.setattr(uare, "_sequence_logprobs", lambda ctx, logits, seqs: logp[:len(seqs)])

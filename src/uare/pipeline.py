@@ -215,7 +215,7 @@ class UARE:
         if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
             raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
                              f"choose from {', '.join(TASKS)}")
-        self.vit_max = self.cfg.vit.patch_size * self.cfg.vit.max_patches_per_side
+        self.vit_max = self.cfg.vit.max_side
         overlap = self.config.tile_overlap
         overlap = round_up(tile // 8, self.grid) if overlap is None else overlap
         self.tiles = TileConfig(tile=tile, overlap=overlap, grid=self.grid)
@@ -446,7 +446,7 @@ class UARE:
         long) side; a restoration canvas as is (only capped to the ViT's maximum). Sides
         are rounded to the patch."""
         x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
-        p, c = self.cfg.vit.patch_size, self.config
+        p, c = self.cfg.vit.stride, self.config
         lo, hi = (c.iqa_min_short, min(c.iqa_max_long, self.vit_max)) if iqa else (0, self.vit_max)
         if iqa and c.iqa_crop:
             lo, hi = 0, min(c.iqa_crop, self.vit_max)

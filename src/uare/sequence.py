@@ -193,7 +193,7 @@ class _Builder:
     def vit(self, item: VitImage) -> None:
         if not item.dropped:
             v = self.cfg.vit
-            patches, pos = vit_patchify(item.pixels, v.patch_size, v.max_patches_per_side)
+            patches, pos = vit_patchify(item.pixels, v.patch_size, v.max_patches_per_side, v.view_scale)
             self._marker(self.sp.vision_start, FULL)
             start = self._tokens([], False, FULL, self.rope, n=patches.shape[0])
             self._marker(self.sp.vision_end, FULL)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import LLMConfig, ModelConfig, ViTConfig, get_config
+from .config import ConfigError, LLMConfig, ModelConfig, ViTConfig, get_config
 
 _L = "language_model.model.layers.{layer}."
 _VIT = "vit_model.vision_model."
@@ -121,6 +121,8 @@ def config_from_bagel(llm: dict, vit: dict, base: str | ModelConfig = "bagel-7b"
 def bagel_configs(cfg: ModelConfig) -> tuple[dict, dict]:
     """The inverse of config_from_bagel: (llm_config, vit_config) dicts in Bagel's format."""
     c, v = cfg.llm, cfg.vit
+    if v.view_scale != 1:
+        raise ConfigError(f"vit.view_scale {v.view_scale}: Bagel's ViT sees images at 1x and has no such setting")
     llm = {"model_type": "qwen2", "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers,
            "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_kv_heads, "head_dim": c.head_dim,
            "intermediate_size": c.intermediate_size, "vocab_size": c.vocab_size, "rope_theta": c.rope_theta,

@@ -53,10 +53,28 @@ class ViTConfig:
     num_heads: int = 3
     max_patches_per_side: int = 32
     layer_norm_eps: float = 1e-6
+    # the ViT sees every image up-sampled this many times (nearest), so a patch covers
+    # patch_size / view_scale pixels: a finer patch with the same weights. A 16 px patch
+    # (768 values) embedded in 192 dimensions keeps little of pixel-level noise; at 2 an
+    # 8 px patch can keep it all (scripts/pretrain_vit.py, model card). 1: SigLIP/Bagel.
+    view_scale: int = 1
+
+    @property
+    def stride(self) -> int:
+        """Image pixels per patch side."""
+        return self.patch_size // self.view_scale
+
+    @property
+    def max_side(self) -> int:
+        """Largest image side the ViT takes, in image pixels."""
+        return self.stride * self.max_patches_per_side
 
     def validate(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"vit.hidden_size ({self.hidden_size}) must be divisible by vit.num_heads ({self.num_heads})")
+        if self.view_scale < 1 or self.patch_size % self.view_scale:
+            raise ConfigError(f"vit.view_scale ({self.view_scale}) must be a positive divisor of "
+                              f"vit.patch_size ({self.patch_size})")
 
 
 @dataclass

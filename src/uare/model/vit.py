@@ -13,8 +13,16 @@ class ImageSizeError(ValueError):
     """An image whose size the model cannot take; the message says which constraint failed."""
 
 
-def vit_patchify(pixels: torch.Tensor, patch: int, max_side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(3, H, W) -> patches (h*w, patch*patch*3) in (row, col, channel) order, pos ids (h*w,)."""
+def vit_patchify(pixels: torch.Tensor, patch: int, max_side: int,
+                 view_scale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H, W) -> patches (h*w, patch*patch*3) in (row, col, channel) order, pos ids (h*w,).
+
+    view_scale s > 1 repeats every pixel s x s times first (nearest up-sampling), so each
+    patch covers patch/s pixels of the image: a patch/s embedding with the same weights.
+    At 1x a 16 px patch (768 values) is projected to a few hundred dimensions, which keeps
+    little of pixel-level noise; at 2x the projection of an 8 px patch can keep it all."""
+    if view_scale > 1:
+        pixels = pixels.repeat_interleave(view_scale, -1).repeat_interleave(view_scale, -2)
     c, H, W = pixels.shape
     if H % patch or W % patch:
         raise ImageSizeError(f"ViT input {W}x{H} is not a multiple of the patch size {patch}")

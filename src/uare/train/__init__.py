@@ -49,7 +49,7 @@ def make_trainer(recipe: Recipe, model=None, env=None, degrade_fn: Optional[Call
     cfg = model.cfg
     d = recipe.data
     stream = SampleStream(d, vae_stride=cfg.vae.downsample * cfg.latent_patch_size,
-                          vit_stride=cfg.vit.patch_size, degrade_fn=degrade_fn)
+                          vit_stride=cfg.vit.stride, degrade_fn=degrade_fn)
     obj = Objective(model, tok, stream, d.samples_per_step, d.max_tokens_per_pack,
                     DropoutConfig(d.cfg_text_drop, d.cfg_vit_drop, d.cfg_vae_drop),
                     recipe.loss.timestep_shift, recipe.loss.ce_weight, recipe.loss.mse_weight,

@@ -71,7 +71,7 @@ class Objective:
         self._pool, self._futures, self._lock = None, {}, threading.Lock()
         cfg = model.cfg
         self.vae_stride = cfg.vae.downsample * cfg.latent_patch_size
-        self.vit_stride = cfg.vit.patch_size
+        self.vit_stride = cfg.vit.stride
 
     def sample_indexes(self, step: int) -> list[int]:
         per = self.B // self.world
