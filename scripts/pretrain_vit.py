@@ -53,46 +53,63 @@ TYPES = SINGLE_TYPES + ("downsample",)
 CROP = 128
 
 
-def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP):
-    """(crop after a random preset, severity vector over TYPES)."""
+def _region(photos: list, rng: random.Random, crop: int, phase: bool):
+    """A random crop; with `phase`, 8 px larger, for _cut to trim after degrading."""
+    side = crop + 8 * phase
     a = photos[rng.randrange(len(photos))]
-    y, x = rng.randrange(a.height - crop + 1), rng.randrange(a.width - crop + 1)
-    img = a.crop((x, y, x + crop, y + crop))
+    y, x = rng.randrange(a.height - side + 1), rng.randrange(a.width - side + 1)
+    return a.crop((x, y, x + side, y + side))
+
+
+def _cut(images: list, rng: random.Random, crop: int, phase: bool) -> list:
+    """With `phase`, the same random 0-7 px offset out of each degraded region: JPEG's 8 px
+    block grid (anchored where the degradation was applied) then falls anywhere relative
+    to the ViT's patches, as in a crop of a real JPEG file, instead of always on patch
+    borders (at view_scale 2 a patch covers exactly one block)."""
+    if not phase:
+        return images
+    dy, dx = rng.randrange(8), rng.randrange(8)
+    return [im.crop((dx, dy, dx + crop, dy + crop)) for im in images]
+
+
+def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP, phase: bool = False):
+    """(crop after a random preset, severity vector over TYPES)."""
+    img = _region(photos, rng, crop, phase)
     u = rng.random()
     preset = (None if u < 0.2 else f"single:{rng.choice(SINGLE_TYPES)}" if u < 0.6
               else rng.choice(MULTI_PRESETS) if u < 0.85 else "realesrgan")
     target = np.zeros(len(TYPES), np.float32)
     if preset is None:
-        return img, target
+        return _cut([img], rng, crop, phase)[0], target
     out, rec = degrade(img, preset, seed=seed)
     if out.size != img.size:  # x4 presets: back to the grid, as the training samples do
         out = out.resize(img.size, resample=3)
     for t, s in rec["severity"].items():
         if t in TYPES:
             target[TYPES.index(t)] = s
-    return out, target
+    return _cut([out], rng, crop, phase)[0], target
 
 
-def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP):
+def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP, phase: bool = False):
     """One crop at two strengths of one single degradation: (weak, strong, type index)."""
-    a = photos[rng.randrange(len(photos))]
-    y, x = rng.randrange(a.height - crop + 1), rng.randrange(a.width - crop + 1)
-    img = a.crop((x, y, x + crop, y + crop))
+    img = _region(photos, rng, crop, phase)
     t = rng.choice(types)
     lo, hi = sorted(rng.sample(range(5), 2))
     out = [img if k == 0 else degrade(img, f"single:{t}:{k / 4:g}", seed=seed)[0] for k in (lo, hi)]
+    out = _cut(out, rng, crop, phase)
     return out[0], out[1], TYPES.index(t), lo / 4, hi / 4
 
 
-def make_batch(photos: list, seed: int, size: int, n_pairs: int, pair_types, crop: int = CROP):
+def make_batch(photos: list, seed: int, size: int, n_pairs: int, pair_types, crop: int = CROP,
+               phase: bool = False):
     """One step's crops, severity targets and pair types, a function of `seed` alone (so
     the same with or without worker processes): size - 2 n_pairs random presets, then
     n_pairs same-crop pairs, weak copy first."""
     rng = random.Random(seed)
-    batch = [sample(photos, rng, rng.getrandbits(31), crop) for _ in range(size - 2 * n_pairs)]
+    batch = [sample(photos, rng, rng.getrandbits(31), crop, phase) for _ in range(size - 2 * n_pairs)]
     kinds = []
     for _ in range(n_pairs):
-        weak, strong, k, lo, hi = pair(photos, rng, rng.getrandbits(31), pair_types, crop)
+        weak, strong, k, lo, hi = pair(photos, rng, rng.getrandbits(31), pair_types, crop, phase)
         for im, s in ((weak, lo), (strong, hi)):   # each copy also regresses its own severity
             target = np.zeros(len(TYPES), np.float32)
             target[k] = s
@@ -117,12 +134,13 @@ def _worker_batch(args):
     return make_batch(_PHOTOS, *args)
 
 
-def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop: int, workers: int):
+def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop: int, workers: int,
+            phase: bool = False):
     """Endless stream of make_batch results; with workers, built `2 * workers` steps ahead
     in spawned processes (the degradations cost more than a GPU step of this ViT)."""
     import itertools
 
-    jobs = ((seed * 1_000_003 + step, size, n_pairs, pair_types, crop) for step in itertools.count())
+    jobs = ((seed * 1_000_003 + step, size, n_pairs, pair_types, crop, phase) for step in itertools.count())
     if not workers:
         yield from (make_batch(photos, *j) for j in jobs)
         return
@@ -132,7 +150,7 @@ def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop:
 
     # an executor, not a Pool: a worker that cannot start raises here instead of hanging
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(paths, crop)) as pool:
+                             initializer=_worker_init, initargs=(paths, crop + 8 * phase)) as pool:
         ahead = collections.deque(pool.submit(_worker_batch, next(jobs)) for _ in range(2 * workers))
         try:
             while True:
@@ -143,10 +161,11 @@ def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop:
                 f.cancel()
 
 
-def patches_of(images: list, patch: int, max_side: int, device=None):
+def patches_of(images: list, cfg, device=None):
+    """The ViT's input for crops, as the model sees them (cfg: its ViTConfig, view scale included)."""
     ps, pos = [], []
     for im in images:
-        p, q = vit_patchify(pixels(im), patch, max_side)
+        p, q = vit_patchify(pixels(im), cfg.patch_size, cfg.max_patches_per_side, cfg.view_scale)
         ps.append(p)
         pos.append(q)
     return torch.cat(ps).to(device), torch.cat(pos).to(device), [p.shape[0] for p in ps]
@@ -186,7 +205,7 @@ def within_photo(probe, cfg, types, crop: int = CROP, quality: bool = False) -> 
             im = im.crop(((im.width - crop) // 2, (im.height - crop) // 2,
                           (im.width + crop) // 2, (im.height + crop) // 2))
             ims = [im] + [degrade(im, f"single:{t}:{k / 4:g}", seed=20_000 + j)[0] for k in range(1, 5)]
-            pred = probe(*patches_of(ims, cfg.patch_size, cfg.max_patches_per_side))
+            pred = probe(*patches_of(ims, cfg))
             # the quality output falls as the strength rises; the type's own output rises
             pred = -pred[:, len(TYPES)] if quality else pred[:, TYPES.index(t)]
             rho = spearmanr(range(5), pred.numpy())[0]
@@ -201,7 +220,7 @@ def evaluate(probe, items, cfg) -> dict:
     from scipy.stats import spearmanr
 
     probe.eval()
-    pred = probe(*patches_of([im for im, _ in items], cfg.patch_size, cfg.max_patches_per_side)).numpy()
+    pred = probe(*patches_of([im for im, _ in items], cfg)).numpy()
     probe.train()
     true = np.stack([t for _, t in items])
     with warnings.catch_warnings():  # a type absent from the held-out draw gives nan, said as such
@@ -228,6 +247,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--crop", type=int, default=CROP, help="crop side (the tiny model trains on 128)")
+    ap.add_argument("--check-crop", type=int, default=0,
+                    help="crop side of the held-out checks (0: --crop; the tiny model assesses 128)")
+    ap.add_argument("--view-scale", type=int, default=0,
+                    help="set the model's vit.view_scale (the ViT sees images up-sampled this many "
+                         "times, nearest) and train at it; 0: keep the model's")
+    ap.add_argument("--grid-phase", action="store_true",
+                    help="cut every training crop at a random 0-7 px offset after degrading (_cut)")
     ap.add_argument("--heldout", type=int, default=24, help="held-out crops per photo")
     ap.add_argument("--pairs", type=float, default=0.0, help="fraction of each batch as same-crop pairs")
     ap.add_argument("--pair-types", default="noise,blur,jpeg")
@@ -238,32 +264,37 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = UAREModel.from_pretrained(args.model)
     cfg = model.cfg.vit
+    if args.view_scale:
+        cfg.view_scale = args.view_scale   # saved with the model: every later use of the ViT sees this view
+        cfg.validate()
     q = args.quality > 0
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     probe = Probe(model.vit, cfg.hidden_size, quality=q)
     opt = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=0.0)
     paths = list_images(Path(args.data), recursive=True)
-    photos = _load_photos(paths, args.crop)
+    photos = _load_photos(paths, args.crop + 8 * args.grid_phase)
     if not photos:
         raise SystemExit(f"{args.data}: no photo of at least {args.crop} px a side")
-    test = heldout(n_per=args.heldout, crop=args.crop)
+    cc = args.check_crop or args.crop
+    test = heldout(n_per=args.heldout, crop=cc)
     pair_types = [t for t in args.pair_types.split(",") if t]
     if any(t not in SINGLE_TYPES for t in pair_types):
         raise SystemExit(f"--pair-types: choose from {', '.join(SINGLE_TYPES)}")
     print("held-out SRCC before:", json.dumps(evaluate(probe, test, cfg)), flush=True)
     if args.pairs:
-        print("within-photo SRCC before:", json.dumps(within_photo(probe, cfg, pair_types, args.crop)), flush=True)
+        print("within-photo SRCC before:", json.dumps(within_photo(probe, cfg, pair_types, cc)), flush=True)
     if q:
         print("within-photo SRCC of the quality output before:",
-              json.dumps(within_photo(probe, cfg, pair_types, args.crop, quality=True)), flush=True)
+              json.dumps(within_photo(probe, cfg, pair_types, cc, quality=True)), flush=True)
     n_pairs = int(round(args.pairs * args.batch / 2))
     probe.to(device)
-    stream = batches(photos, paths, args.seed, args.batch, n_pairs, pair_types, args.crop, args.workers)
+    stream = batches(photos, paths, args.seed, args.batch, n_pairs, pair_types, args.crop, args.workers,
+                     args.grid_phase)
     t0, step = time.time(), 0
     while time.time() - t0 < 60 * args.minutes and not (args.steps and step >= args.steps):
         images, target, kinds = next(stream)
         target = torch.from_numpy(target).to(device)
-        pred = probe(*patches_of(images, cfg.patch_size, cfg.max_patches_per_side, device))
+        pred = probe(*patches_of(images, cfg, device))
         loss = F.mse_loss(pred[:, :len(TYPES)], target)
         if q:
             loss = loss + args.quality * F.mse_loss(pred[:, len(TYPES):], quality_target(target))
@@ -285,10 +316,10 @@ def main(argv=None) -> int:
     probe.cpu()      # the checks and the saved folder are on the CPU
     srcc = evaluate(probe, test, cfg)
     print("held-out SRCC after:", json.dumps(srcc), flush=True)
-    within = within_photo(probe, cfg, pair_types, args.crop) if args.pairs else None
+    within = within_photo(probe, cfg, pair_types, cc) if args.pairs else None
     if within:
         print("within-photo SRCC after:", json.dumps(within), flush=True)
-    within_q = within_photo(probe, cfg, pair_types, args.crop, quality=True) if q else None
+    within_q = within_photo(probe, cfg, pair_types, cc, quality=True) if q else None
     if within_q:
         print("within-photo SRCC of the quality output after:", json.dumps(within_q), flush=True)
 
@@ -299,7 +330,8 @@ def main(argv=None) -> int:
     (out / "vit_pretrain.json").write_text(json.dumps({"steps": step, "batch": args.batch, "lr": args.lr,
                                                        "device": str(device), "workers": args.workers,
                                                        "pairs": args.pairs, "pair_types": pair_types,
-                                                       "quality": args.quality, "heldout_srcc": srcc,
+                                                       "quality": args.quality, "crop": args.crop, "grid_phase": args.grid_phase,
+                                                       "view_scale": cfg.view_scale, "heldout_srcc": srcc,
                                                        "within_photo_srcc": within,
                                                        "quality_within_photo_srcc": within_q},
                                                       indent=2) + "\n")

@@ -108,7 +108,9 @@ def test_pretrain_vit_batches_do_not_depend_on_the_workers(tmp_path, small_photo
 
 
 @pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"],
-                                   ["--pairs", "0.5", "--pair-types", "noise,jpeg", "--quality", "1"]])
+                                   ["--pairs", "0.5", "--pair-types", "noise,jpeg", "--quality", "1"],
+                                   ["--view-scale", "2", "--crop", "16", "--check-crop", "24", "--grid-phase",
+                                    "--pairs", "0.5", "--pair-types", "noise,jpeg"]])
 def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder, pairs):
     data = _photos(tmp_path, small_photo)
     out = tmp_path / "vit"
@@ -121,10 +123,11 @@ def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, mi
     assert changed and all(k.startswith("vit.") for k in changed)
     info = json.loads((out / "vit_pretrain.json").read_text())
     assert info["steps"] >= 1 and set(info["heldout_srcc"]) >= {"noise", "blur", "jpeg"}
-    if pairs:   # same-crop pairs: the within-photo ordering is measured per pair type
+    if "--pairs" in pairs:   # same-crop pairs: the within-photo ordering is measured per pair type
         assert set(info["within_photo_srcc"]) == {"noise", "jpeg"}
     assert (info["quality_within_photo_srcc"] is not None) == ("--quality" in pairs)
-    UAREModel.from_pretrained(out)
+    view = 2 if "--view-scale" in pairs else 1   # saved in the model's config: every later use sees it
+    assert info["view_scale"] == view and UAREModel.from_pretrained(out).cfg.vit.view_scale == view
 
 
 def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, small_photo):

@@ -13,7 +13,9 @@
 # VIT_MINUTES=M first pre-trains the ViT on the GPU for M of the MINUTES
 # (scripts/pretrain_vit.py --pairs 0.5 --quality 1, batches built by worker processes),
 # then stage 2 starts from that ViT for the rest, e.g. with
-# EXTRA="--set train.freeze_vit=true --set data.score_first=true --set data.online=[iqa]".
+# EXTRA="--set train.freeze_vit=true --set data.score_first=true --set data.online=[iqa]";
+# VIT_ARGS adds pretrain_vit options, e.g. VIT_ARGS="--view-scale 2 --crop 64" (the ViT then
+# sees every image at 2x, saved in the model's config: see the model card, session 8).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 G=${GPU_DIR:-.gpu}
@@ -46,7 +48,7 @@ if [ -n "${VIT_MINUTES:-}" ]; then
   log "ViT pre-training: $VIT_MINUTES min"
   OMP_NUM_THREADS=2 $PY scripts/pretrain_vit.py --model "$W/init" -o "$W/init-vit" --data "$G/train" \
     --pairs 0.5 --quality 1 --batch ${VIT_BATCH:-256} --minutes "$VIT_MINUTES" --workers ${WORKERS:-10} \
-    > "$W/vit.log" 2>&1 && INIT="$W/init-vit" || log "ViT pre-training failed (rc $?): stage 2 keeps the old ViT"
+    ${VIT_ARGS:-} > "$W/vit.log" 2>&1 && INIT="$W/init-vit" || log "ViT pre-training failed (rc $?): stage 2 keeps the old ViT"
   tail -4 "$W/vit.log" | tee -a "$OUT/run.log"
   S2MIN=$($PY -c "print(max(0.5, $MIN - ($(date +%s) - $T0) / 60))")
 fi
