@@ -444,7 +444,7 @@ class UARE:
         """ViT block of an image (PIL, (3, H, W) in [0, 1], or (N, 3, H, W) restoration
         canvases), sized as in training: IQA images to the configured (min short, max
         long) side; a restoration canvas as is (only capped to the ViT's maximum). Sides
-        are rounded to the patch."""
+        are rounded to the ViT's stride (a patch in image pixels)."""
         x = image if isinstance(image, torch.Tensor) else torch.from_numpy(_to_float(image)).permute(2, 0, 1)
         p, c = self.cfg.vit.stride, self.config
         lo, hi = (c.iqa_min_short, min(c.iqa_max_long, self.vit_max)) if iqa else (0, self.vit_max)
