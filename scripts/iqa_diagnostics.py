@@ -34,7 +34,7 @@ from uare.data.packing import pixels
 from uare.degradations import degrade
 from uare.imageio import list_images, load_image, write_json
 from uare.model import UAREModel
-from uare.model.vit import vit_patchify
+from uare.model.vit import patchify
 
 TYPES = ("noise", "blur", "jpeg")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -53,7 +53,7 @@ def _crop(img, rng: random.Random, side: int):
 @torch.no_grad()
 def pooled_features(model, images) -> np.ndarray:
     v = model.cfg.vit
-    ps, pos = zip(*(vit_patchify(pixels(im), v.patch_size, v.max_patches_per_side, v.view_scale) for im in images))
+    ps, pos = zip(*(patchify(pixels(im), v) for im in images))
     n = ps[0].shape[0]
     patches, pos = torch.cat(ps), torch.cat(pos)
     h = model.vit(patches, pos, [n] * len(images)).view(len(images), n, -1)

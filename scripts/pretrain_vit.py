@@ -47,7 +47,7 @@ from uare.data.packing import pixels
 from uare.degradations import degrade
 from uare.imageio import list_images, load_image
 from uare.model import UAREModel
-from uare.model.vit import vit_patchify
+from uare.model.vit import patchify
 
 TYPES = SINGLE_TYPES + ("downsample",)
 CROP = 128
@@ -165,7 +165,7 @@ def patches_of(images: list, cfg, device=None):
     """The ViT's input for crops, as the model sees them (cfg: its ViTConfig, view scale included)."""
     ps, pos = [], []
     for im in images:
-        p, q = vit_patchify(pixels(im), cfg.patch_size, cfg.max_patches_per_side, cfg.view_scale)
+        p, q = patchify(pixels(im), cfg)
         ps.append(p)
         pos.append(q)
     return torch.cat(ps).to(device), torch.cat(pos).to(device), [p.shape[0] for p in ps]

@@ -19,7 +19,7 @@ import torch
 
 from .model.config import ModelConfig
 from .model.patches import ImageSizeError, latent_pos_ids, latents_to_tokens, tokens_to_latents  # noqa: F401
-from .model.vit import vit_patchify
+from .model.vit import patchify
 
 CAUSAL, FULL, NOISE = 0, 1, 2
 
@@ -193,7 +193,7 @@ class _Builder:
     def vit(self, item: VitImage) -> None:
         if not item.dropped:
             v = self.cfg.vit
-            patches, pos = vit_patchify(item.pixels, v.patch_size, v.max_patches_per_side, v.view_scale)
+            patches, pos = patchify(item.pixels, v)
             self._marker(self.sp.vision_start, FULL)
             start = self._tokens([], False, FULL, self.rope, n=patches.shape[0])
             self._marker(self.sp.vision_end, FULL)

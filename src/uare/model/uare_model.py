@@ -20,7 +20,7 @@ from .kv_cache import CachedAttention, InferenceContext
 from .layers import segment_attention
 from .mot import MoTDecoder
 from .patches import latent_pos_ids, latents_to_tokens
-from .vit import ViT, vit_patchify
+from .vit import ViT, patchify
 
 if TYPE_CHECKING:
     from ..sequence import PackedSequence, SpecialIds
@@ -243,8 +243,7 @@ class UAREModel(nn.Module):
         v = self.cfg.vit
         w = self.llm.embed_tokens.weight
         images = pixels[None] if pixels.dim() == 3 else pixels
-        patches, pos = zip(*(vit_patchify(x.to(w), v.patch_size, v.max_patches_per_side, v.view_scale)
-                              for x in images))
+        patches, pos = zip(*(patchify(x.to(w), v) for x in images))
         n = patches[0].shape[0]
         inner = self.embed_vit(torch.cat(patches), torch.cat(pos).to(w.device), [n] * len(images))
         h, gen_mask = self._marker_block(inner.view(len(images), n, -1), gen=False)

@@ -34,6 +34,11 @@ def vit_patchify(pixels: torch.Tensor, patch: int, max_side: int,
     return x, (rows * max_side + cols).flatten()
 
 
+def patchify(pixels: torch.Tensor, cfg: ViTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """vit_patchify as the model with ViT config `cfg` sees an image (its view scale included)."""
+    return vit_patchify(pixels, cfg.patch_size, cfg.max_patches_per_side, cfg.view_scale)
+
+
 class ViTAttention(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
