@@ -79,6 +79,7 @@ def test_monotonic_sweep_scores_a_roughness_meter_as_perfectly_monotone(tmp_path
     assert len(both.records) == 2 * 2 * 2
     assert len(ResultCache(tmp_path / "two" / "cache.jsonl")) == 2 * 3   # clean scored once per image
     assert row["noise"] == pytest.approx(1.0) and row["noise_strict"] == pytest.approx(1.0)
+    assert row["noise_worst"] == pytest.approx(1.0)
     assert len(res.records) == 2 * 4                      # clean + 3 levels per image
     assert len(ResultCache(tmp_path / "run" / "cache.jsonl")) == 2 * 4
     assert (tmp_path / "run" / "monotonic.md").exists()
@@ -93,6 +94,16 @@ def test_monotonic_catches_an_iqa_method_that_ignores_the_degradation(tmp_path, 
     res = evaluate_monotonic(hq, EvalConfig(out=tmp_path / "run", methods=["rough_iqa"], plots=False),
                              types=["noise"], levels=[0.5, 1.0], degrade=fake_degrade)
     assert res.table[0]["noise"] == 0.0 and res.table[0]["noise_strict"] == 0.0
+
+
+def test_monotonicity_reports_the_worst_image_beside_the_mean():
+    from uare.eval.iqa_tasks import monotonicity
+    falls, rises = [1.0, 0.8, 0.5, 0.1], [0.1, 0.2, 0.3, 0.4]
+    recs = [{"method": "m", "type": "noise", "image": name, "level": lv, "quality": q}
+            for name, qs in (("a", falls), ("b", falls), ("c", rises))
+            for lv, q in zip([0.0, 0.25, 0.5, 1.0], qs)]
+    mean, strict, worst = monotonicity(recs, "m", "noise")
+    assert mean == pytest.approx(1 / 3) and strict == pytest.approx(2 / 3) and worst == pytest.approx(-1.0)
 
 
 class FakeModel:

@@ -160,9 +160,9 @@ def monotonic_inputs(hq: Sequence[Path], types: Sequence[str], levels: Sequence[
     return items, failures
 
 
-def monotonicity(records: list[dict], method: str, typ: str) -> tuple[float, float]:
+def monotonicity(records: list[dict], method: str, typ: str) -> tuple[float, float, float]:
     """(mean over images of SRCC(-severity, quality), share of images whose quality falls
-    strictly at every step)."""
+    strictly at every step, the lowest image's SRCC: a per-image target reads that one)."""
     mine = [r for r in records if r["method"] == method and r["type"] == typ]
     rhos, strict = [], []
     for image in dict.fromkeys(r["image"] for r in mine):
@@ -175,8 +175,8 @@ def monotonicity(records: list[dict], method: str, typ: str) -> tuple[float, flo
         rhos.append(0.0 if math.isnan(rho) else float(rho))
         strict.append(bool(np.all(np.diff(q) < 0)))
     if not rhos:
-        return float("nan"), float("nan")
-    return float(np.mean(rhos)), float(np.mean(strict))
+        return float("nan"), float("nan"), float("nan")
+    return float(np.mean(rhos)), float(np.mean(strict)), float(np.min(rhos))
 
 
 def evaluate_monotonic(hq_dir, cfg: EvalConfig, types: Sequence[str] = MONOTONIC_TYPES,
@@ -196,14 +196,15 @@ def evaluate_monotonic(hq_dir, cfg: EvalConfig, types: Sequence[str] = MONOTONIC
     for m in methods:
         row = {"group": group, "method": m.label}
         for typ in types:
-            row[typ], row[f"{typ}_strict"] = monotonicity(records, m.label, typ)
+            row[typ], row[f"{typ}_strict"], row[f"{typ}_worst"] = monotonicity(records, m.label, typ)
         row["mean"] = mean([row[t] for t in types])
         result.table.append(row)
     result.columns = [Column(t, t) for t in types] + [Column("mean", "mean")] + \
+        [Column(f"{t}_worst", f"{t} worst") for t in types] + \
         [Column(f"{t}_strict", f"{t} strict") for t in types]
     notes = [f"SRCC between -severity (0 = clean, {', '.join(f'{v:g}' for v in levels)}) and the "
-             "predicted quality, mean over images; 'strict': share of images whose quality "
-             f"falls at every step; {len(hq)} images"]
+             "predicted quality, mean over images; 'worst': the lowest image's SRCC; 'strict': "
+             f"share of images whose quality falls at every step; {len(hq)} images"]
     result.files.update(write_report(cfg.out, "monotonic", f"IQA monotonicity on {group}", result.table,
                                      result.columns, notes + [f"skipped {s}" for s in result.skipped]))
     write_text(cfg.out / "monotonic_per_image.csv", per_image_csv(
