@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from uare.model import get_config
@@ -36,6 +37,10 @@ def test_bundled_model_assesses_and_restores_a_small_photo(monkeypatch, astronau
     img = astronaut[:64, :64]
     a = m.assess(img)
     assert 1.0 <= a.score <= 5.0 and a.level and a.text
+    # the answer's verdict is the reading the score comes from, not a separate greedy pick
+    assert f"Overall the quality is {a.level}, score {a.score:.2f}." in a.text
+    c = m.compare(img, np.clip(img + 60.0 * (np.indices(img.shape).sum(0) % 2), 0, 255).astype(np.uint8))
+    assert f"Overall, image {c.preferred}" in c.text
     r = m.restore(img, task="denoise", steps=2)
     assert r.image.size == (64, 64)
 

@@ -172,6 +172,12 @@ def test_greedy_generation_stops_at_the_end_token_and_feeds_it_to_the_cache():
     assert fed == [3, 4, 5, 9]
 
 
+def test_generation_can_stop_early_leaving_the_segment_open():
+    step, first, fed = _fake_lm([3, 4, 5, 9, 1])
+    assert generate_tokens(step, first, end_id=9, stop=lambda toks: toks[-1] == 4) == [3, 4]
+    assert fed == [3, 4]                       # every token is in the cache, no end token
+
+
 def test_generation_respects_max_new_tokens():
     step, first, fed = _fake_lm([2, 2, 2, 2, 2, 2])
     assert generate_tokens(step, first, end_id=9, cfg=TextConfig(max_new_tokens=3)) == [2, 2, 2]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -41,8 +41,9 @@ TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowli
 TONE_KEEPING_TYPES = ("downsample", "noise", "blur", "jpeg", "raindrop")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
                 "derain": "rain", "lowlight": "lowlight"}
-# Prompts, in one place. Answers end "Overall the quality is <level>, score <s>." and
-# "Overall, image <A|B> ..." (uare.data.iqa), so the level / winner is read right there.
+# Prompts, in one place. Answers hold "Overall the quality is <level>, score <s>." and
+# "Overall, image <A|B> ..." (uare.data.iqa), so the level / winner is read right there
+# and the answer then says what was read (UARE._answer_and_read).
 ASSESS_QUESTION = SCORE_QUESTIONS[0]
 SCORE_PREFIX = "Overall the quality is"
 COMPARE_QUESTION_REF = COMPARE_QUESTIONS[1]
@@ -52,6 +53,17 @@ ANALYZE_INSTRUCTION = ANALYZE_INSTRUCTIONS[0]
 DECODE_CHUNK = 4   # canvases per autoencoder decode (see UARE._decode)
 DEFAULT_FOLDERS = (Path(__file__).resolve().parent / "weights" / "uare-tiny",
                    Path(__file__).resolve().parents[2] / "weights" / "uare-tiny")
+
+
+def _verdict_of_levels(logp: torch.Tensor) -> str:
+    """What follows SCORE_PREFIX for the level reading: its level and expected score."""
+    score = level_score(logp, range(len(LEVELS)))
+    return f" {quality_level(score)}, score {score:.2f}."
+
+
+def _verdict_of_ab(logp: torch.Tensor) -> str:
+    """What follows COMPARE_PREFIX for the A/B reading: the likelier one."""
+    return " A" if float(level_probabilities(logp, [0, 1])[0]) >= 0.5 else " B"
 
 
 class ModelLoadError(ValueError):
@@ -248,7 +260,7 @@ class UARE:
         ctx = self.model.new_context()
         self._prefill_vit(ctx, img)
         self.model.prefill_text(ctx, self.tok.encode(ASSESS_QUESTION))
-        text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs)
+        text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs, _verdict_of_levels)
         score = level_score(logp, range(len(LEVELS)))
         return Assessment(score=score, level=quality_level(score), text=text)
 
@@ -261,7 +273,7 @@ class UARE:
             self._prefill_vit(ctx, img)
         question = COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION
         self.model.prefill_text(ctx, self.tok.encode(question))
-        text, logp = self._answer_and_read(ctx, COMPARE_PREFIX, self.ab_seqs)
+        text, logp = self._answer_and_read(ctx, COMPARE_PREFIX, self.ab_seqs, _verdict_of_ab)
         p_a = float(level_probabilities(logp, [0, 1])[0])
         preferred = "A" if p_a >= 0.5 else "B"
         return Comparison(preferred=preferred, probability=max(p_a, 1.0 - p_a), text=text)
@@ -455,27 +467,30 @@ class UARE:
         pixels = resize(x.float(), w, h) * 2 - 1
         self.model.prefill_vit_image(ctx, pixels.to(self.device, self.dtype))
 
-    def _generate(self, ctx, cfg: TextConfig, watch: Optional[str] = None):
-        """Answer from <|im_start|> to <|im_end|>, written into ctx; returns the text.
+    def _generate(self, ctx, cfg: TextConfig) -> str:
+        """Answer from <|im_start|> to <|im_end|>, written into ctx; returns the text."""
+        return self.tok.decode(self._continue(ctx, None, cfg)[0]).strip()
 
-        With `watch`, also returns (fork of ctx, logits) taken right after the answer
-        first ends with that text (None if it never does).
-        """
-        ids: list[int] = []
-        seen = []
+    def _continue(self, ctx, logits: Optional[torch.Tensor], cfg: TextConfig,
+                  until: Optional[str] = None) -> tuple[list[int], Optional[torch.Tensor]]:
+        """Generate answer tokens into ctx: a new answer (logits None) or one already open
+        whose next-token logits are `logits`. With `until`, stop as soon as the answer ends
+        with that text, leaving ctx open there. Returns (tokens, logits after them when
+        `until` was reached, else None)."""
+        last = {}
 
         def step(t: int) -> torch.Tensor:
-            logits = self._in_vocab(self.model.decode_step(ctx, t))
-            ids.append(t)
-            if watch and not seen and self.tok.decode(ids[-32:]).endswith(watch):
-                seen.append((ctx.fork(), logits))
-            return logits
+            last["logits"] = self._in_vocab(self.model.decode_step(ctx, t))
+            return last["logits"]
+
+        def reached(tokens: list[int]) -> bool:
+            return self.tok.decode(tokens[-32:]).endswith(until)
 
         with self._decode_threads():
-            first = self._in_vocab(self.model.decode_step(ctx, self.tok.bos_id))
-            out = generate_tokens(step, first, self.tok.eos_id, cfg)
-        text = self.tok.decode(out).strip()
-        return (text, seen[0] if seen else None) if watch else text
+            if logits is None:
+                logits = self._in_vocab(self.model.decode_step(ctx, self.tok.bos_id))
+            tokens = generate_tokens(step, logits, self.tok.eos_id, cfg, stop=reached if until else None)
+        return tokens, (last["logits"] if until and tokens and reached(tokens) else None)
 
     @contextmanager
     def _decode_threads(self):
@@ -497,24 +512,36 @@ class UARE:
             logits[n:] = float("-inf")
         return logits
 
-    def _answer_and_read(self, ctx, prefix: str, words: list[list[int]]) -> tuple[str, torch.Tensor]:
+    def _answer_and_read(self, ctx, prefix: str, words: list[list[int]],
+                         verdict: Callable[[torch.Tensor], str]) -> tuple[str, torch.Tensor]:
         """Generate the answer; return it with log P(word | answer up to prefix, prefix)
         for each word's token sequence, shape (len(words),).
 
-        The reading is taken during generation when the answer reaches the prefix, else
-        in a fork fed with the answer's head and the prefix, so it never depends on what
-        the answer said after the prefix."""
-        text, snap = self._generate(ctx.fork(), self.config.answer, watch=prefix)
+        The answer is generated up to the prefix, read there, and verdict(reading) (the
+        text after the prefix that the reading gives, e.g. " good, score 3.62.") is
+        written in place of the greedy word before the model goes on: so the answer says
+        what the returned score says, and what follows is conditioned on it. When the
+        answer never reaches the prefix, the reading is taken in a fork fed with the
+        answer's head and the prefix, and the answer is left as it is."""
+        cfg = self.config.answer
         with self._decode_threads():
-            if snap is not None:
-                probe, logits = snap
-            else:
-                head = text.split(prefix)[0].strip()
+            gen = ctx.fork()
+            head, logits = self._continue(gen, None, cfg, until=prefix)
+            if logits is None:
+                text = self.tok.decode(head).strip()
+                head_text = text.split(prefix)[0].strip()
                 probe = ctx.fork()
                 logits = self.model.decode_step(probe, self.tok.bos_id)
-                for t in self.tok.encode(f"{head} {prefix}" if head else prefix):
+                for t in self.tok.encode(f"{head_text} {prefix}" if head_text else prefix):
                     logits = self.model.decode_step(probe, t)
-            return text, self._sequence_logprobs(probe, logits, words)
+                return text, self._sequence_logprobs(probe, logits, words)
+            logp = self._sequence_logprobs(gen, logits, words)
+            written = self.tok.encode(verdict(logp))
+            for t in written:
+                logits = self._in_vocab(self.model.decode_step(gen, t))
+            left = cfg.max_new_tokens - len(head) - len(written)
+            rest = self._continue(gen, logits, replace(cfg, max_new_tokens=left))[0] if left > 0 else []
+            return self.tok.decode(head + written + rest).strip(), logp
 
     def _sequence_logprobs(self, ctx, logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
         """log P(seq) for each token sequence, walking their shared prefixes once (a trie).

@@ -217,13 +217,15 @@ def next_token(logits: torch.Tensor, cfg: TextConfig,
 def generate_tokens(decode_step: Callable[[int], torch.Tensor], logits: torch.Tensor,
                     end_id: int, cfg: TextConfig = TextConfig(),
                     generator: Optional[torch.Generator] = None,
-                    feed_end: bool = True) -> list[int]:
+                    feed_end: bool = True,
+                    stop: Optional[Callable[[list[int]], bool]] = None) -> list[int]:
     """Autoregressive decoding against a KV cache.
 
     logits: (vocab,) next-token logits after the prompt. decode_step(token_id) appends
     one token to the cache and returns the next logits. Stops after `end_id` (not in the
-    result; fed to the cache when feed_end, so the text segment is closed there) or
-    after cfg.max_new_tokens tokens.
+    result; fed to the cache when feed_end, so the text segment is closed there), after
+    cfg.max_new_tokens tokens, or once stop(tokens so far) is true (the cache then holds
+    them all and the segment stays open, so the caller can go on writing).
     """
     out: list[int] = []
     for _ in range(cfg.max_new_tokens):
@@ -234,6 +236,8 @@ def generate_tokens(decode_step: Callable[[int], torch.Tensor], logits: torch.Te
             break
         out.append(tok)
         logits = decode_step(tok)
+        if stop is not None and stop(out):
+            break
     return out
 
 
