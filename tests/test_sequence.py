@@ -8,7 +8,9 @@ SP = SpecialIds(bos=1, eos=2, vision_start=3, vision_end=4)
 
 
 def tiny():
-    return get_config("tiny")
+    cfg = get_config("tiny")
+    cfg.vit.view_scale = 1     # the layouts below count 16 px patches
+    return cfg
 
 
 def four_block_sample():
