@@ -18,6 +18,24 @@ def test_decode_steps_match_training_logits():
     assert ctx.rope == 5 + 4 and ctx.length == 9
 
 
+def test_extend_text_gives_each_conversation_the_logits_decode_steps_give():
+    model = micro_model()
+    samples = [edit_sample(s) for s in (1, 2)]
+    prompt, head = [5, 6, 7], [model.cfg.llm.bos_id, 8, 9]
+    alone = []
+    for s in samples:
+        ctx = model.new_context()
+        model.prefill_vit_image(ctx, s[1].pixels)
+        model.prefill_text(ctx, prompt)
+        alone.append([model.decode_step(ctx, t) for t in head][-1])
+    batch = model.new_context()
+    model.prefill_vit_image(batch, torch.stack([s[1].pixels for s in samples]))
+    model.prefill_text(batch, prompt)
+    got = model.extend_text(batch, head)
+    torch.testing.assert_close(got, torch.stack(alone), atol=1e-5, rtol=1e-5)
+    assert batch.rope == ctx.rope and batch.length == ctx.length
+
+
 @pytest.mark.parametrize("anchor,view_scale", [("velocity", 1), ("condition", 1), ("condition", 2)])
 def test_velocity_against_cache_matches_training_forward(anchor, view_scale):
     model = micro_model(flow_anchor=anchor, view_scale=view_scale)

@@ -128,6 +128,47 @@ def test_assess_score_is_the_probability_weighted_mean_of_the_level_words(uare, 
     assert uare.assess(small_photo).score == pytest.approx(0.1 + 0.4 + 0.9 + 1.0 + 0.75, abs=1e-5)
 
 
+def test_assess_pools_the_level_reading_over_iqa_views_spread_over_the_image(model_dir, astronaut, monkeypatch):
+    """iqa_views 5 on a 40x56 photo with 16 px crops: the centre crop and the four corner
+    crops are read, and the score is the expectation of their mean level probabilities."""
+    u = UARE.from_pretrained(model_dir, device="cpu")
+    u.config = dataclasses.replace(u.config, iqa_crop=16, iqa_views=5)
+    photo = _photo(astronaut, 40, 56)
+    x = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)
+    want = [x[:, 12:28, 20:36], x[:, :16, :16], x[:, :16, 40:], x[:, 24:, :16], x[:, 24:, 40:]]
+    views = u._iqa_views(Image.fromarray(photo))
+    assert len(views) == 5 and all(torch.equal(v, w) for v, w in zip(views, want))
+    one_hot = [torch.tensor(p).clamp_min(1e-12).log() for p in ([0.0, 0, 0, 0, 1], [1.0, 0, 0, 0, 0])]
+    monkeypatch.setattr(u, "_sequence_logprobs", lambda ctx, logits, seqs: one_hot[0])     # centre: excellent
+    read = []
+    monkeypatch.setattr(u, "_read_views", lambda v, q, head, words: (read.append(len(v)), [one_hot[1]] * len(v))[1])
+    a = u.assess(photo)
+    assert read == [4] and a.score == pytest.approx(0.2 * 5 + 0.8 * 1, abs=1e-4)
+    u.config = dataclasses.replace(u.config, iqa_views=9)
+    assert len(u._iqa_views(Image.fromarray(photo[:16, :16]))) == 1    # one crop's worth of image
+    with pytest.raises(ValueError, match="iqa_views"):
+        InferenceConfig.from_dict({"iqa_views": 0})
+
+
+@pytest.mark.parametrize("words", [[[5], [6], [7]], "levels"])
+def test_view_readings_match_reading_each_view_alone(uare, astronaut, words):
+    """One-token words take the batched path (extend_text over all views), longer ones
+    (this tokenizer's levels) view by view: both give each view's own reading."""
+    words = uare.level_seqs if words == "levels" else words
+    photo = torch.from_numpy(_photo(astronaut, 16, 48).astype(np.float32) / 255).permute(2, 0, 1)
+    views = [photo[:, :, i:i + 16] for i in (0, 16, 32)]
+    q = uare.tok.encode("How good is this image?")
+    got = uare._read_views(views, q, "Overall the quality is", words)
+    alone = []
+    for v in views:
+        ctx = uare.model.new_context()
+        uare._prefill_vit(ctx, v)
+        uare.model.prefill_text(ctx, q)
+        alone.append(uare._read_at(ctx, "Overall the quality is", words))
+    assert all(torch.allclose(g, a, atol=1e-4) for g, a in zip(got, alone))
+    assert not torch.allclose(alone[0], alone[1], atol=1e-4)     # the views do differ
+
+
 def test_word_sequence_logprobs_match_token_by_token_scoring(uare, small_photo):
     m = uare.model
     ctx = m.new_context()

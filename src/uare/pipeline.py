@@ -12,6 +12,7 @@ lays out the contexts of each flow and hands them to the pure loops of `uare.sam
 """
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -59,6 +60,11 @@ def _verdict_of_levels(logp: torch.Tensor) -> str:
     """What follows SCORE_PREFIX for the level reading: its level and expected score."""
     score = level_score(logp, range(len(LEVELS)))
     return f" {quality_level(score)}, score {score:.2f}."
+
+
+def _mean_reading(readings: list[torch.Tensor]) -> torch.Tensor:
+    """Pool level readings (log P per word) by averaging their probabilities over the words."""
+    return torch.stack([torch.softmax(r.float(), 0) for r in readings]).mean(0).log()
 
 
 def _verdict_of_ab(logp: torch.Tensor) -> str:
@@ -109,6 +115,10 @@ class InferenceConfig:
     # instead of resizing the image to the IQA sides below (a model trained on native-scale
     # crops; resizing would shrink the noise and blur it has to judge). None: resize.
     iqa_crop: Optional[int] = None
+    # assess with iqa_crop: average the level reading over up to this many crops, the
+    # centre one (whose answer is kept) and the rest on a grid over the image: one crop's
+    # reading by a small model depends on what that crop happens to show
+    iqa_views: int = 1
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
     # output = input + decode(restored latent) - decode(input latent) instead of
     # decode(restored latent): for a small autoencoder whose reconstruction error would
@@ -138,6 +148,10 @@ class InferenceConfig:
     # IQA image sides (paper Table A.1: short side >= 378, long side <= 980), as trained
     iqa_min_short: int = 378
     iqa_max_long: int = 980
+
+    def __post_init__(self):
+        if self.iqa_views < 1:
+            raise ValueError(f"iqa_views must be at least 1, got {self.iqa_views}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceConfig":
@@ -257,11 +271,19 @@ class UARE:
     def assess(self, image: ImageLike) -> Assessment:
         """Score in [1, 5] (continuous, deterministic), its level and the model's answer."""
         img = load_image(image)
+        views = self._iqa_views(img)
+        question = self.tok.encode(ASSESS_QUESTION)
+        others = self._read_views(views[1:], question, SCORE_PREFIX, self.level_seqs) if len(views) > 1 else []
+
+        def pooled(logp: torch.Tensor) -> torch.Tensor:
+            return _mean_reading([logp, *others]) if others else logp
+
         ctx = self.model.new_context()
-        self._prefill_vit(ctx, img)
-        self.model.prefill_text(ctx, self.tok.encode(ASSESS_QUESTION))
-        text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs, _verdict_of_levels)
-        score = level_score(logp, range(len(LEVELS)))
+        self._prefill_vit(ctx, views[0])
+        self.model.prefill_text(ctx, question)
+        text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs,
+                                           lambda lp: _verdict_of_levels(pooled(lp)))
+        score = level_score(pooled(logp), range(len(LEVELS)))
         return Assessment(score=score, level=quality_level(score), text=text)
 
     @torch.inference_mode()
@@ -530,11 +552,7 @@ class UARE:
             if logits is None:
                 text = self.tok.decode(head).strip()
                 head_text = text.split(prefix)[0].strip()
-                probe = ctx.fork()
-                logits = self.model.decode_step(probe, self.tok.bos_id)
-                for t in self.tok.encode(f"{head_text} {prefix}" if head_text else prefix):
-                    logits = self.model.decode_step(probe, t)
-                return text, self._sequence_logprobs(probe, logits, words)
+                return text, self._read_at(ctx, f"{head_text} {prefix}" if head_text else prefix, words)
             logp = self._sequence_logprobs(gen, logits, words)
             written = self.tok.encode(verdict(logp))
             for t in written:
@@ -542,6 +560,49 @@ class UARE:
             left = cfg.max_new_tokens - len(head) - len(written)
             rest = self._continue(gen, logits, replace(cfg, max_new_tokens=left))[0] if left > 0 else []
             return self.tok.decode(head + written + rest).strip(), logp
+
+    def _read_at(self, ctx, answer_head: str, words: list[list[int]]) -> torch.Tensor:
+        """log P(word | the answer so far is answer_head) for each word, in a fork of ctx
+        (ctx: the question just prefilled)."""
+        probe = ctx.fork()
+        logits = self.model.decode_step(probe, self.tok.bos_id)
+        for t in self.tok.encode(answer_head):
+            logits = self.model.decode_step(probe, t)
+        return self._sequence_logprobs(probe, logits, words)
+
+    def _read_views(self, views: list[torch.Tensor], question: list[int], answer_head: str,
+                    words: list[list[int]]) -> list[torch.Tensor]:
+        """_read_at for each of several same-size views: one batched context when every
+        word is one token (Qwen2's levels, the tiny tokenizer's), else view by view."""
+        def asked(pixels: torch.Tensor):
+            ctx = self.model.new_context()
+            self._prefill_vit(ctx, pixels)
+            self.model.prefill_text(ctx, question)
+            return ctx
+
+        if any(len(w) != 1 for w in words):
+            return [self._read_at(asked(v), answer_head, words) for v in views]
+        ctx = asked(torch.stack(views))
+        with self._decode_threads():
+            logits = self.model.extend_text(ctx, [self.tok.bos_id, *self.tok.encode(answer_head)])
+        ids = torch.tensor([w[0] for w in words], device=logits.device)
+        return list(torch.log_softmax(logits.float(), dim=-1)[:, ids].cpu())
+
+    def _iqa_views(self, img: Image.Image) -> list:
+        """What assess looks at: the image itself, or with iqa_crop its centre crop and
+        up to iqa_views - 1 more crops of that side on an even grid (corners first)."""
+        c = self.config
+        if not c.iqa_crop or c.iqa_views <= 1:
+            return [img]
+        x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
+        side = min(c.iqa_crop, self.vit_max)
+        h, w = x.shape[-2:]
+        centre = (max(0, (h - side) // 2), max(0, (w - side) // 2))
+        n = math.ceil(math.sqrt(c.iqa_views - 1))
+        spots = [centre] + [(round(i * max(0, h - side) / max(n - 1, 1)), round(j * max(0, w - side) / max(n - 1, 1)))
+                            for i in range(n) for j in range(n)]
+        spots = list(dict.fromkeys(spots))[:c.iqa_views]   # a small image gives fewer distinct crops
+        return [x[:, t:t + side, l:l + side] for t, l in spots]
 
     def _sequence_logprobs(self, ctx, logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
         """log P(seq) for each token sequence, walking their shared prefixes once (a trie).

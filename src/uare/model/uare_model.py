@@ -237,6 +237,19 @@ class UAREModel(nn.Module):
         return self.llm.lm_head(hu)[0]
 
     @torch.no_grad()
+    def extend_text(self, ctx: InferenceContext, ids: list[int]) -> torch.Tensor:
+        """Append ids (causal, und) to every conversation of ctx, leaving the text segment
+        open (decode_step for several tokens and conversations at once); returns the
+        (B, V) logits for each conversation's next token."""
+        b = self._batch_of(ctx)
+        tok = torch.tensor(ids, device=self.llm.embed_tokens.weight.device)
+        pos = torch.arange(ctx.rope, ctx.rope + len(ids), device=tok.device)
+        hu, _ = self._run_block(ctx, self.llm.embed_tokens(tok.repeat(b)), torch.zeros(b * len(ids), dtype=torch.bool,
+                                device=tok.device), pos.repeat(b), True, True, batch=b)
+        ctx.rope += len(ids)
+        return self.llm.lm_head(hu.view(b, len(ids), -1)[:, -1])
+
+    @torch.no_grad()
     def prefill_vit_image(self, ctx: InferenceContext, pixels: torch.Tensor) -> None:
         """(3, H, W) in [-1, 1], or (B, 3, H, W) for a batch, as one bidirectional und
         block per conversation at one rope id."""
