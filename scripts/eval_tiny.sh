@@ -62,9 +62,11 @@ for set in imagenet_x4_synthetic set5_x4; do
 done
 
 if want monotonic; then
-log "IQA monotonicity: noise, blur, JPEG at four severities"
-$U eval monotonic --hq $DEV/set5_x4/HR --types noise,blur,jpeg --levels 0.25,0.5,0.75,1.0 \
-  --methods "$M" "${LIM[@]}" --no-plots -o $OUT/monotonic
+log "IQA monotonicity: noise, blur, JPEG at four severities, on both restoration sets"
+for set in set5_x4 imagenet_x4_synthetic; do
+  $U eval monotonic --hq $DEV/$set/HR --types noise,blur,jpeg --levels 0.25,0.5,0.75,1.0 \
+    --methods "$M" "${LIM[@]}" --no-plots -o $OUT/monotonic-${set%%_*}
+done
 fi
 
 if want cc15; then
