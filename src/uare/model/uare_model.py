@@ -214,40 +214,36 @@ class UAREModel(nn.Module):
     def _batch_of(ctx: InferenceContext) -> int:
         return ctx.batch or 1
 
-    @torch.no_grad()
-    def prefill_text(self, ctx: InferenceContext, ids: list[int]) -> None:
-        """Append <|im_start|> ids <|im_end|> (causal, und) to every conversation of ctx;
-        rope advances by the length."""
-        c, b = self.cfg.llm, self._batch_of(ctx)
-        tok = torch.tensor([c.bos_id, *ids, c.eos_id], device=self.llm.embed_tokens.weight.device)
-        pos = torch.arange(ctx.rope, ctx.rope + tok.shape[0], device=tok.device)
-        self._run_block(ctx, self.llm.embed_tokens(tok.repeat(b)), torch.zeros(b * tok.shape[0], dtype=torch.bool,
-                        device=tok.device), pos.repeat(b), True, True, batch=b)
-        ctx.rope += tok.shape[0]
-
-    @torch.no_grad()
-    def decode_step(self, ctx: InferenceContext, token_id: int) -> torch.Tensor:
-        """Append one text token; returns the (V,) logits for the next token."""
-        if self._batch_of(ctx) != 1:
-            raise ValueError(f"decode_step generates for one conversation; this context holds {ctx.batch}")
-        tok = torch.tensor([token_id], device=self.llm.embed_tokens.weight.device)
-        pos = torch.tensor([ctx.rope], device=tok.device)
-        hu, _ = self._run_block(ctx, self.llm.embed_tokens(tok), torch.zeros(1, dtype=torch.bool, device=tok.device), pos, True, True)
-        ctx.rope += 1
-        return self.llm.lm_head(hu)[0]
-
-    @torch.no_grad()
-    def extend_text(self, ctx: InferenceContext, ids: list[int]) -> torch.Tensor:
-        """Append ids (causal, und) to every conversation of ctx, leaving the text segment
-        open (decode_step for several tokens and conversations at once); returns the
-        (B, V) logits for each conversation's next token."""
+    def _append_text(self, ctx: InferenceContext, ids: list[int]) -> torch.Tensor:
+        """Run ids (causal, und) in every conversation of ctx; rope advances by the length.
+        Returns the und hidden states, (B, len(ids), D)."""
         b = self._batch_of(ctx)
         tok = torch.tensor(ids, device=self.llm.embed_tokens.weight.device)
         pos = torch.arange(ctx.rope, ctx.rope + len(ids), device=tok.device)
         hu, _ = self._run_block(ctx, self.llm.embed_tokens(tok.repeat(b)), torch.zeros(b * len(ids), dtype=torch.bool,
                                 device=tok.device), pos.repeat(b), True, True, batch=b)
         ctx.rope += len(ids)
-        return self.llm.lm_head(hu.view(b, len(ids), -1)[:, -1])
+        return hu.view(b, len(ids), -1)
+
+    @torch.no_grad()
+    def prefill_text(self, ctx: InferenceContext, ids: list[int]) -> None:
+        """Append <|im_start|> ids <|im_end|> (causal, und) to every conversation of ctx;
+        rope advances by the length."""
+        self._append_text(ctx, [self.cfg.llm.bos_id, *ids, self.cfg.llm.eos_id])
+
+    @torch.no_grad()
+    def extend_text(self, ctx: InferenceContext, ids: list[int]) -> torch.Tensor:
+        """Append ids to every conversation of ctx, leaving the text segment open
+        (decode_step for several tokens and conversations at once); returns the (B, V)
+        logits for each conversation's next token."""
+        return self.llm.lm_head(self._append_text(ctx, ids)[:, -1])
+
+    @torch.no_grad()
+    def decode_step(self, ctx: InferenceContext, token_id: int) -> torch.Tensor:
+        """Append one text token; returns the (V,) logits for the next token."""
+        if self._batch_of(ctx) != 1:
+            raise ValueError(f"decode_step generates for one conversation; this context holds {ctx.batch}")
+        return self.extend_text(ctx, [token_id])[0]
 
     @torch.no_grad()
     def prefill_vit_image(self, ctx: InferenceContext, pixels: torch.Tensor) -> None:
