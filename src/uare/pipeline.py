@@ -67,9 +67,15 @@ def _mean_reading(readings: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.softmax(r.float(), 0) for r in readings]).mean(0).log()
 
 
+def _winner(logp: torch.Tensor) -> tuple[str, float]:
+    """The A/B reading's likelier image and its probability (A on a tie)."""
+    p_a = float(level_probabilities(logp, [0, 1])[0])
+    return ("A", p_a) if p_a >= 0.5 else ("B", 1.0 - p_a)
+
+
 def _verdict_of_ab(logp: torch.Tensor) -> str:
     """What follows COMPARE_PREFIX for the A/B reading: the likelier one."""
-    return " A" if float(level_probabilities(logp, [0, 1])[0]) >= 0.5 else " B"
+    return " " + _winner(logp)[0]
 
 
 class ModelLoadError(ValueError):
@@ -296,9 +302,8 @@ class UARE:
         question = COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION
         self.model.prefill_text(ctx, self.tok.encode(question))
         text, logp = self._answer_and_read(ctx, COMPARE_PREFIX, self.ab_seqs, _verdict_of_ab)
-        p_a = float(level_probabilities(logp, [0, 1])[0])
-        preferred = "A" if p_a >= 0.5 else "B"
-        return Comparison(preferred=preferred, probability=max(p_a, 1.0 - p_a), text=text)
+        preferred, probability = _winner(logp)
+        return Comparison(preferred=preferred, probability=probability, text=text)
 
     # ---- restore --------------------------------------------------------------------
 
