@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from uare.data.build import MULTI_PRESETS, SINGLE_TYPES
+from uare.data.dataset import zoom_region
 from uare.data.packing import pixels
 from uare.degradations import degrade
 from uare.imageio import list_images, load_image
@@ -53,12 +54,15 @@ TYPES = SINGLE_TYPES + ("downsample",)
 CROP = 128
 
 
-def _region(photos: list, rng: random.Random, crop: int, phase: bool):
-    """A random crop; with `phase`, 8 px larger, for _cut to trim after degrading."""
+def _region(photos: list, rng: random.Random, crop: int, phase: bool, rescale: float = 1.0):
+    """A random crop; with `phase`, 8 px larger, for _cut to trim after degrading; with
+    rescale < 1, cut larger and shrunk (uare.data.dataset.zoom_region, DataConfig.rescale)."""
     side = crop + 8 * phase
     a = photos[rng.randrange(len(photos))]
-    y, x = rng.randrange(a.height - side + 1), rng.randrange(a.width - side + 1)
-    return a.crop((x, y, x + side, y + side))
+    r = zoom_region(rng, side, rescale, min(a.size))
+    y, x = rng.randrange(a.height - r + 1), rng.randrange(a.width - r + 1)
+    out = a.crop((x, y, x + r, y + r))
+    return out if r == side else out.resize((side, side), resample=3)
 
 
 def _cut(images: list, rng: random.Random, crop: int, phase: bool) -> list:
@@ -72,9 +76,10 @@ def _cut(images: list, rng: random.Random, crop: int, phase: bool) -> list:
     return [im.crop((dx, dy, dx + crop, dy + crop)) for im in images]
 
 
-def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP, phase: bool = False):
+def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP, phase: bool = False,
+           rescale: float = 1.0):
     """(crop after a random preset, severity vector over TYPES)."""
-    img = _region(photos, rng, crop, phase)
+    img = _region(photos, rng, crop, phase, rescale)
     u = rng.random()
     preset = (None if u < 0.2 else f"single:{rng.choice(SINGLE_TYPES)}" if u < 0.6
               else rng.choice(MULTI_PRESETS) if u < 0.85 else "realesrgan")
@@ -90,9 +95,10 @@ def sample(photos: list, rng: random.Random, seed: int, crop: int = CROP, phase:
     return _cut([out], rng, crop, phase)[0], target
 
 
-def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP, phase: bool = False):
+def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP, phase: bool = False,
+         rescale: float = 1.0):
     """One crop at two strengths of one single degradation: (weak, strong, type index)."""
-    img = _region(photos, rng, crop, phase)
+    img = _region(photos, rng, crop, phase, rescale)
     t = rng.choice(types)
     lo, hi = sorted(rng.sample(range(5), 2))
     out = [img if k == 0 else degrade(img, f"single:{t}:{k / 4:g}", seed=seed)[0] for k in (lo, hi)]
@@ -101,15 +107,15 @@ def pair(photos: list, rng: random.Random, seed: int, types, crop: int = CROP, p
 
 
 def make_batch(photos: list, seed: int, size: int, n_pairs: int, pair_types, crop: int = CROP,
-               phase: bool = False):
+               phase: bool = False, rescale: float = 1.0):
     """One step's crops, severity targets and pair types, a function of `seed` alone (so
     the same with or without worker processes): size - 2 n_pairs random presets, then
     n_pairs same-crop pairs, weak copy first."""
     rng = random.Random(seed)
-    batch = [sample(photos, rng, rng.getrandbits(31), crop, phase) for _ in range(size - 2 * n_pairs)]
+    batch = [sample(photos, rng, rng.getrandbits(31), crop, phase, rescale) for _ in range(size - 2 * n_pairs)]
     kinds = []
     for _ in range(n_pairs):
-        weak, strong, k, lo, hi = pair(photos, rng, rng.getrandbits(31), pair_types, crop, phase)
+        weak, strong, k, lo, hi = pair(photos, rng, rng.getrandbits(31), pair_types, crop, phase, rescale)
         for im, s in ((weak, lo), (strong, hi)):   # each copy also regresses its own severity
             target = np.zeros(len(TYPES), np.float32)
             target[k] = s
@@ -135,12 +141,12 @@ def _worker_batch(args):
 
 
 def batches(photos, paths, seed: int, size: int, n_pairs: int, pair_types, crop: int, workers: int,
-            phase: bool = False):
+            phase: bool = False, rescale: float = 1.0):
     """Endless stream of make_batch results; with workers, built `2 * workers` steps ahead
     in spawned processes (the degradations cost more than a GPU step of this ViT)."""
     import itertools
 
-    jobs = ((seed * 1_000_003 + step, size, n_pairs, pair_types, crop, phase) for step in itertools.count())
+    jobs = ((seed * 1_000_003 + step, size, n_pairs, pair_types, crop, phase, rescale) for step in itertools.count())
     if not workers:
         yield from (make_batch(photos, *j) for j in jobs)
         return
@@ -254,6 +260,8 @@ def main(argv=None) -> int:
                          "times, nearest) and train at it; 0: keep the model's")
     ap.add_argument("--grid-phase", action="store_true",
                     help="cut every training crop at a random 0-7 px offset after degrading (_cut)")
+    ap.add_argument("--rescale", type=float, default=1.0,
+                    help="cut each crop from a region up to 1/R larger, shrunk (DataConfig.rescale); 1: native scale")
     ap.add_argument("--heldout", type=int, default=24, help="held-out crops per photo")
     ap.add_argument("--pairs", type=float, default=0.0, help="fraction of each batch as same-crop pairs")
     ap.add_argument("--pair-types", default="noise,blur,jpeg")
@@ -275,6 +283,8 @@ def main(argv=None) -> int:
     photos = _load_photos(paths, args.crop + 8 * args.grid_phase)
     if not photos:
         raise SystemExit(f"{args.data}: no photo of at least {args.crop} px a side")
+    if not 0.0 < args.rescale <= 1.0:
+        raise SystemExit(f"--rescale must be in (0, 1], got {args.rescale}")
     cc = args.check_crop or args.crop
     test = heldout(n_per=args.heldout, crop=cc)
     pair_types = [t for t in args.pair_types.split(",") if t]
@@ -289,7 +299,7 @@ def main(argv=None) -> int:
     n_pairs = int(round(args.pairs * args.batch / 2))
     probe.to(device)
     stream = batches(photos, paths, args.seed, args.batch, n_pairs, pair_types, args.crop, args.workers,
-                     args.grid_phase)
+                     args.grid_phase, args.rescale)
     t0, step = time.time(), 0
     while time.time() - t0 < 60 * args.minutes and not (args.steps and step >= args.steps):
         images, target, kinds = next(stream)
@@ -331,6 +341,7 @@ def main(argv=None) -> int:
                                                        "device": str(device), "workers": args.workers,
                                                        "pairs": args.pairs, "pair_types": pair_types,
                                                        "quality": args.quality, "crop": args.crop, "grid_phase": args.grid_phase,
+                                                       "rescale": args.rescale,
                                                        "view_scale": cfg.view_scale, "heldout_srcc": srcc,
                                                        "within_photo_srcc": within,
                                                        "quality_within_photo_srcc": within_q},

@@ -175,3 +175,30 @@ def test_iqa_options_are_checked(tmp_path, small_photo, kw, msg):
     cfg = DataConfig(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, **kw)
     with pytest.raises(ValueError, match=msg):
         SampleStream(cfg, degrade_fn=fake_degrade)
+
+
+def test_rescale_cuts_crops_from_larger_regions_shrunk(tmp_path):
+    # a ramp photo: a crop's red span tells how many source pixels it covers
+    x = np.arange(128, dtype=np.uint8) * 2
+    ramp = np.stack(np.broadcast_arrays(x[None, :], x[:, None], np.zeros((128, 128), np.uint8)), -1)
+    m = make_dataset(tmp_path, np.ascontiguousarray(ramp), n=1)
+    kw = dict(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=32,
+              iqa_min_short=32, iqa_max_long=32, online=("iqa",))
+    same = lambda im, preset, seed=0: (im, {"severity": {}, "steps": []})
+
+    def spans(cfg):
+        stream = SampleStream(cfg, vae_stride=8, vit_stride=8, degrade_fn=same)
+        out = []
+        for n in range(40):
+            im = np.asarray(stream[n].items[0].image).astype(int)
+            assert im.shape == (32, 32, 3)
+            out.append(im[16, -1, 0] - im[16, 0, 0])
+        return np.array(out)
+
+    native, zoomed = spans(DataConfig(**kw)), spans(DataConfig(**kw, rescale=0.25))
+    assert (np.abs(native - 62) <= 1).all()                # 31 px of a 2-per-px ramp
+    assert zoomed.min() >= 58 and zoomed.max() > 150 and len(set(zoomed)) > 10
+    assert np.array_equal(zoomed, spans(DataConfig(**kw, rescale=0.25)))   # still a function of n
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="rescale"):
+            SampleStream(DataConfig(**kw, rescale=bad), degrade_fn=same)

@@ -110,7 +110,7 @@ def test_pretrain_vit_batches_do_not_depend_on_the_workers(tmp_path, small_photo
 @pytest.mark.parametrize("pairs", [[], ["--pairs", "1.0", "--pair-types", "noise,jpeg"],
                                    ["--pairs", "0.5", "--pair-types", "noise,jpeg", "--quality", "1"],
                                    ["--view-scale", "2", "--crop", "16", "--check-crop", "24", "--grid-phase",
-                                    "--pairs", "0.5", "--pair-types", "noise,jpeg"]])
+                                    "--rescale", "0.5", "--pairs", "0.5", "--pair-types", "noise,jpeg"]])
 def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, micro_folder, pairs):
     data = _photos(tmp_path, small_photo)
     out = tmp_path / "vit"
@@ -128,6 +128,23 @@ def test_pretrain_vit_changes_the_vit_and_nothing_else(tmp_path, small_photo, mi
     assert (info["quality_within_photo_srcc"] is not None) == ("--quality" in pairs)
     view = 2 if "--view-scale" in pairs else 1   # saved in the model's config: every later use sees it
     assert info["view_scale"] == view and UAREModel.from_pretrained(out).cfg.vit.view_scale == view
+    assert info["rescale"] == (0.5 if "--rescale" in pairs else 1.0)
+
+
+def test_pretrain_vit_rescale_shrinks_larger_regions_to_the_crop():
+    import random
+
+    vit = _load("pretrain_vit.py")
+    x = np.arange(128, dtype=np.uint8) * 2
+    ramp = Image.fromarray(np.ascontiguousarray(np.stack(np.broadcast_arrays(
+        x[None, :], x[:, None], np.zeros((128, 128), np.uint8)), -1)))
+    rng = random.Random(0)
+    crops = [np.asarray(vit._region([ramp], rng, 24, phase=True, rescale=0.25)).astype(int) for _ in range(30)]
+    assert all(c.shape == (32, 32, 3) for c in crops)        # 24 + the 8 px phase margin
+    span = [c[0, -1, 0] - c[0, 0, 0] for c in crops]
+    assert min(span) >= 58 and max(span) > 120                # 31 px native, up to 127 cut
+    native = np.asarray(vit._region([ramp], random.Random(0), 24, phase=True)).astype(int)
+    assert native[0, -1, 0] - native[0, 0, 0] == 62
 
 
 def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, small_photo):

@@ -57,6 +57,11 @@ class DataConfig:
     ratios: dict[str, float] = field(default_factory=dict)    # kind -> sampling ratio
     seed: int = 0
     crop: int = 0                # random square crop of the clean image first (0 = none)
+    # with crop: each crop is cut from a region up to 1/rescale times larger and shrunk to
+    # `crop` (a factor log-uniform in [rescale, 1]), so a small photo collection is also
+    # seen as dense, downscaled content (web photos, ImageNet) whose texture a model
+    # trained only at native scale reads as degradation. 1.0: native scale only
+    rescale: float = 1.0
     res_min_short: int = 512     # restoration images: short side at least this...
     res_max_long: int = 1024     # ...long side at most this
     iqa_min_short: int = 378
@@ -91,6 +96,8 @@ class DataConfig:
     iqa_loss: str = "answer"
 
     def check(self) -> None:
+        if not 0.0 < self.rescale <= 1.0:
+            raise ValueError(f"rescale must be in (0, 1], got {self.rescale}")
         bad = [t for t in self.iqa_tasks if t not in IQA_TASKS]
         if bad or not self.iqa_tasks:
             raise ValueError(f"iqa_tasks {list(self.iqa_tasks)}: choose one or more of {list(IQA_TASKS)}")
@@ -107,6 +114,15 @@ def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tupl
     if max(w, h) * scale > max_long:
         scale = max_long / max(w, h)
     return max(stride, int(w * scale) // stride * stride), max(stride, int(h * scale) // stride * stride)
+
+
+def zoom_region(rng: random.Random, side: int, rescale: float, limit: int) -> int:
+    """The side of the region to cut for a `side` px crop seen at a random down-scale
+    factor, log-uniform in [rescale, 1] (at most `limit`, the photo's short side); the
+    caller shrinks that region to `side`. Draws nothing when rescale is 1."""
+    if rescale >= 1.0:
+        return side
+    return max(side, min(limit, round(side / rescale ** rng.random())))
 
 
 def _lcm(a: int, b: int) -> int:
@@ -166,8 +182,11 @@ class SampleStream:
         img = load_image(line["image"])
         c = self.cfg.crop
         if c and min(img.size) > c:
-            x, y = rng.randrange(img.width - c + 1), rng.randrange(img.height - c + 1)
-            img = img.crop((x, y, x + c, y + c))
+            r = zoom_region(rng, c, self.cfg.rescale, min(img.size))
+            x, y = rng.randrange(img.width - r + 1), rng.randrange(img.height - r + 1)
+            img = img.crop((x, y, x + r, y + r))
+            if r != c:
+                img = img.resize((c, c), Image.BICUBIC)
         size = fit_size(*img.size, min_short, max_long, stride)
         return img if size == img.size else img.resize(size, Image.BICUBIC)
 
