@@ -1,6 +1,6 @@
 """Write the tuning photos that inference settings of the tiny model are chosen on.
 
-    python scripts/tune_photos.py -o runs     # -> runs/tune-hq, runs/tune-small
+    python scripts/tune_photos.py -o runs     # -> runs/tune-hq, runs/tune-small, runs/tune-wide
 
 Never the dev sets: settings (decoding, views, crops) and candidate models are compared
 here first. Both sets come from scikit-image's bundled public-domain photos:
@@ -8,7 +8,10 @@ here first. Both sets come from scikit-image's bundled public-domain photos:
   training crops have);
 - `tune-small`: five whole photos shrunk (Lanczos) to a 256 px short side, centre 256 px:
   whole scenes in 256 px, the dense content of web photos and ImageNet that a model
-  trained at native scale can read as degradation.
+  trained at native scale can read as degradation;
+- `tune-wide`: more of the same photos for a tie between candidates: the left and right
+  256 px of the four shrunk scenes wider than square, and the top-left 256 px of all five
+  at native scale (13 images).
 """
 from __future__ import annotations
 
@@ -28,27 +31,35 @@ def _centre(im: Image.Image, side: int) -> Image.Image:
     return im.crop((x, y, x + side, y + side))
 
 
+def _shrunk(im: Image.Image) -> Image.Image:
+    s = SIDE / min(im.size)
+    return im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
+
+
 def write(out: Path) -> list[Path]:
     import skimage.data
 
     src = Path(os.path.dirname(skimage.data.__file__))
+    photos = {Path(n).stem: Image.open(src / n).convert("RGB") for n in SMALL}
+    crops = {("tune-hq", k): _centre(photos[k], SIDE) for k in map(lambda n: Path(n).stem, HQ)}
+    for k, im in photos.items():
+        small = _shrunk(im)
+        crops["tune-small", k] = _centre(small, SIDE)
+        if small.width > SIDE:
+            crops["tune-wide", f"{k}-small-left"] = small.crop((0, 0, SIDE, SIDE))
+            crops["tune-wide", f"{k}-small-right"] = small.crop((small.width - SIDE, 0, small.width, SIDE))
+        crops["tune-wide", f"{k}-native-tl"] = im.crop((0, 0, SIDE, SIDE))
     written = []
-    for folder, names, shrink in (("tune-hq", HQ, False), ("tune-small", SMALL, True)):
+    for (folder, name), im in crops.items():
         (out / folder).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            im = Image.open(src / name).convert("RGB")
-            if shrink:
-                s = SIDE / min(im.size)
-                im = im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
-            path = out / folder / f"{Path(name).stem}.png"
-            _centre(im, SIDE).save(path)
-            written.append(path)
+        im.save(out / folder / f"{name}.png")
+        written.append(out / folder / f"{name}.png")
     return written
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-o", "--out", default="runs", help="folder that receives tune-hq/ and tune-small/")
+    ap.add_argument("-o", "--out", default="runs", help="folder that receives tune-hq/, tune-small/ and tune-wide/")
     args = ap.parse_args(argv)
     for p in write(Path(args.out)):
         print(p)
