@@ -41,7 +41,7 @@ def write(out: Path) -> list[Path]:
 
     src = Path(os.path.dirname(skimage.data.__file__))
     photos = {Path(n).stem: Image.open(src / n).convert("RGB") for n in SMALL}
-    crops = {("tune-hq", k): _centre(photos[k], SIDE) for k in map(lambda n: Path(n).stem, HQ)}
+    crops = {("tune-hq", Path(n).stem): _centre(photos[Path(n).stem], SIDE) for n in HQ}
     for k, im in photos.items():
         small = _shrunk(im)
         crops["tune-small", k] = _centre(small, SIDE)

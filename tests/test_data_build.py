@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from image_helpers import ramp
 from train_helpers import fake_degrade, make_dataset
 from uare.cli import main
 from uare.data import responses
@@ -178,10 +179,7 @@ def test_iqa_options_are_checked(tmp_path, small_photo, kw, msg):
 
 
 def test_rescale_cuts_crops_from_larger_regions_shrunk(tmp_path):
-    # a ramp photo: a crop's red span tells how many source pixels it covers
-    x = np.arange(128, dtype=np.uint8) * 2
-    ramp = np.stack(np.broadcast_arrays(x[None, :], x[:, None], np.zeros((128, 128), np.uint8)), -1)
-    m = make_dataset(tmp_path, np.ascontiguousarray(ramp), n=1)
+    m = make_dataset(tmp_path, ramp(), n=1)
     kw = dict(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, crop=32,
               iqa_min_short=32, iqa_max_long=32, online=("iqa",))
     same = lambda im, preset, seed=0: (im, {"severity": {}, "steps": []})

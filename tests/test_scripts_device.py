@@ -135,9 +135,9 @@ def test_pretrain_vit_rescale_shrinks_larger_regions_to_the_crop():
     import random
 
     vit = _load("pretrain_vit.py")
-    x = np.arange(128, dtype=np.uint8) * 2
-    ramp = Image.fromarray(np.ascontiguousarray(np.stack(np.broadcast_arrays(
-        x[None, :], x[:, None], np.zeros((128, 128), np.uint8)), -1)))
+    from image_helpers import ramp as ramp_array
+
+    ramp = Image.fromarray(ramp_array())
     rng = random.Random(0)
     crops = [np.asarray(vit._region([ramp], rng, 24, phase=True, rescale=0.25)).astype(int) for _ in range(30)]
     assert all(c.shape == (32, 32, 3) for c in crops)        # 24 + the 8 px phase margin
