@@ -560,8 +560,7 @@ class UARE:
                 return text, self._read_at(ctx, f"{head_text} {prefix}" if head_text else prefix, words)
             logp = self._sequence_logprobs(gen, logits, words)
             written = self.tok.encode(verdict(logp))
-            for t in written:
-                logits = self._in_vocab(self.model.decode_step(gen, t))
+            logits = self._in_vocab(self.model.extend_text(gen, written)[0])
             left = cfg.max_new_tokens - len(head) - len(written)
             rest = self._continue(gen, logits, replace(cfg, max_new_tokens=left))[0] if left > 0 else []
             return self.tok.decode(head + written + rest).strip(), logp
@@ -570,9 +569,7 @@ class UARE:
         """log P(word | the answer so far is answer_head) for each word, in a fork of ctx
         (ctx: the question just prefilled)."""
         probe = ctx.fork()
-        logits = self.model.decode_step(probe, self.tok.bos_id)
-        for t in self.tok.encode(answer_head):
-            logits = self.model.decode_step(probe, t)
+        logits = self.model.extend_text(probe, [self.tok.bos_id, *self.tok.encode(answer_head)])[0]
         return self._sequence_logprobs(probe, logits, words)
 
     def _read_views(self, views: list[torch.Tensor], question: list[int], answer_head: str,
