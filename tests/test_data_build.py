@@ -166,11 +166,19 @@ def test_iqa_tasks_and_verdict_loss(tmp_path, small_photo):
     whole = SampleStream(DataConfig(**base, online=("iqa",)), vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
     assert all(not s.items[-1].loss_prefix for s in (whole[n] for n in range(30)))
     assert {s.items[-1].text.startswith("Overall") for s in (whole[n] for n in range(30))} == {True, False}
+    # mixed: some scoring answers verdict only, some whole, the same for the same index
+    mixed = SampleStream(DataConfig(**base, online=("iqa",), iqa_tasks=("score",), iqa_loss="mixed"),
+                         vae_stride=8, vit_stride=8, degrade_fn=fake_degrade)
+    heads = [mixed[n].items[-1].loss_prefix for n in range(30)]
+    assert 8 <= sum(bool(h) for h in heads) <= 22
+    assert all(h == "" or h.startswith("Overall the quality is") for h in heads)
+    assert heads == [mixed[n].items[-1].loss_prefix for n in range(30)]
 
 
 @pytest.mark.parametrize("kw, msg", [({"iqa_tasks": ("rate",)}, "iqa_tasks"), ({"iqa_tasks": ()}, "iqa_tasks"),
                                      ({"iqa_loss": "level"}, "iqa_loss"),
-                                     ({"iqa_loss": "verdict", "score_first": False}, "score_first")])
+                                     ({"iqa_loss": "verdict", "score_first": False}, "score_first"),
+                                     ({"iqa_loss": "mixed", "score_first": False}, "score_first")])
 def test_iqa_options_are_checked(tmp_path, small_photo, kw, msg):
     m = make_dataset(tmp_path, small_photo, n=1)
     cfg = DataConfig(manifests=manifest_paths(m, ["iqa"]), ratios={"iqa": 1}, **kw)

@@ -128,6 +128,19 @@ def test_assess_score_is_the_probability_weighted_mean_of_the_level_words(uare, 
     assert uare.assess(small_photo).score == pytest.approx(0.1 + 0.4 + 0.9 + 1.0 + 0.75, abs=1e-5)
 
 
+def test_score_first_opens_the_answer_with_the_verdict_read_right_after_the_question(uare, small_photo, monkeypatch):
+    """A model trained with data.score_first: the answer opens with the written prefix, the
+    level words are read right after it, and the verdict states the returned score."""
+    monkeypatch.setattr(uare, "config", dataclasses.replace(uare.config, score_first=True))
+    a = uare.assess(small_photo)
+    assert a.text.startswith(f"{pipeline.SCORE_PREFIX} {a.level}, score {a.score:.2f}.")
+    ctx = uare.model.new_context()
+    uare._prefill_vit(ctx, uare._iqa_views(pipeline.load_image(small_photo))[0])
+    uare.model.prefill_text(ctx, uare.tok.encode(pipeline.ASSESS_QUESTION))
+    logp = uare._read_at(ctx, pipeline.SCORE_PREFIX, uare.level_seqs)
+    assert a.score == pytest.approx(pipeline.level_score(logp, range(len(pipeline.LEVELS))), abs=1e-5)
+
+
 def test_assess_pools_the_level_reading_over_iqa_views_spread_over_the_image(model_dir, astronaut, monkeypatch):
     """iqa_views 5 on a 40x56 photo with 16 px crops: the centre crop and the four corner
     crops are read, and the score is the expectation of their mean level probabilities."""

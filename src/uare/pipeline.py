@@ -125,6 +125,11 @@ class InferenceConfig:
     # centre one (whose answer is kept) and the rest on a grid over the image: one crop's
     # reading by a small model depends on what that crop happens to show
     iqa_views: int = 1
+    # assess: the answer opens with "Overall the quality is" as written rather than
+    # generated, for a model trained with data.score_first (its scoring answers always open
+    # so): the reading no longer waits on the greedy text reaching the prefix, and an
+    # answer cannot drift into another task's layout (a comparison) before its verdict
+    score_first: bool = False
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
     # output = input + decode(restored latent) - decode(input latent) instead of
     # decode(restored latent): for a small autoencoder whose reconstruction error would
@@ -288,7 +293,8 @@ class UARE:
         self._prefill_vit(ctx, views[0])
         self.model.prefill_text(ctx, question)
         text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs,
-                                           lambda lp: _verdict_of_levels(pooled(lp)))
+                                           lambda lp: _verdict_of_levels(pooled(lp)),
+                                           opens=self.config.score_first)
         score = level_score(pooled(logp), range(len(LEVELS)))
         return Assessment(score=score, level=quality_level(score), text=text)
 
@@ -540,20 +546,26 @@ class UARE:
         return logits
 
     def _answer_and_read(self, ctx, prefix: str, words: list[list[int]],
-                         verdict: Callable[[torch.Tensor], str]) -> tuple[str, torch.Tensor]:
+                         verdict: Callable[[torch.Tensor], str],
+                         opens: bool = False) -> tuple[str, torch.Tensor]:
         """Generate the answer; return it with log P(word | answer up to prefix, prefix)
         for each word's token sequence, shape (len(words),).
 
         The answer is generated up to the prefix, read there, and verdict(reading) (the
         text after the prefix that the reading gives, e.g. " good, score 3.62.") is
         written in place of the greedy word before the model goes on: so the answer says
-        what the returned score says, and what follows is conditioned on it. When the
-        answer never reaches the prefix, the reading is taken in a fork fed with the
-        answer's head and the prefix, and the answer is left as it is."""
+        what the returned score says, and what follows is conditioned on it. With `opens`
+        the answer starts with the prefix, written, not generated. When the answer never
+        reaches the prefix, the reading is taken in a fork fed with the answer's head and
+        the prefix, and the answer is left as it is."""
         cfg = self.config.answer
         with self._decode_threads():
             gen = ctx.fork()
-            head, logits = self._continue(gen, None, cfg, until=prefix)
+            if opens:
+                head = self.tok.encode(prefix)
+                logits = self._in_vocab(self.model.extend_text(gen, [self.tok.bos_id, *head])[0])
+            else:
+                head, logits = self._continue(gen, None, cfg, until=prefix)
             if logits is None:
                 text = self.tok.decode(head).strip()
                 head_text = text.split(prefix)[0].strip()

@@ -30,6 +30,8 @@ from .build import IQA_TASKS, KINDS, draw_degradation
 from .instructions import analyze_instruction, simple_instruction
 from .responses import analysis
 
+IQA_LOSSES = ("answer", "verdict", "mixed")   # DataConfig.iqa_loss
+
 
 @dataclass
 class RawItem:
@@ -92,7 +94,9 @@ class DataConfig:
     iqa_tasks: tuple[str, ...] = IQA_TASKS
     # "answer": the whole IQA answer carries the text loss; "verdict": a scoring answer's
     # opening verdict only (needs score_first), as Q-Align trains on the level alone, so
-    # the level word is not one token among a templated description's thirty
+    # the level word is not one token among a templated description's thirty; "mixed":
+    # half the scoring answers each way (by the sample's seed), so the level word weighs
+    # more while every part of the answer, its end included, is still supervised
     iqa_loss: str = "answer"
 
     def check(self) -> None:
@@ -101,10 +105,16 @@ class DataConfig:
         bad = [t for t in self.iqa_tasks if t not in IQA_TASKS]
         if bad or not self.iqa_tasks:
             raise ValueError(f"iqa_tasks {list(self.iqa_tasks)}: choose one or more of {list(IQA_TASKS)}")
-        if self.iqa_loss not in ("answer", "verdict"):
-            raise ValueError(f"iqa_loss must be 'answer' or 'verdict', got {self.iqa_loss!r}")
-        if self.iqa_loss == "verdict" and not self.score_first:
-            raise ValueError("iqa_loss 'verdict' needs score_first: the verdict must open the answer")
+        if self.iqa_loss not in IQA_LOSSES:
+            raise ValueError(f"iqa_loss must be one of {', '.join(map(repr, IQA_LOSSES))}, got {self.iqa_loss!r}")
+        if self.iqa_loss != "answer" and not self.score_first:
+            raise ValueError(f"iqa_loss {self.iqa_loss!r} needs score_first: the verdict must open the answer")
+
+    def verdict_loss(self, seed: int) -> bool:
+        """Whether the scoring answer of this seed carries the loss on its verdict only."""
+        if self.iqa_loss == "mixed":
+            return random.Random(f"verdict-loss:{seed}").random() < 0.5
+        return self.iqa_loss == "verdict"
 
 
 def fit_size(w: int, h: int, min_short: int, max_long: int, stride: int) -> tuple[int, int]:
@@ -211,7 +221,7 @@ class SampleStream:
                            _lcm(self.vit_stride, self.vae_stride))
         if kind == "iqa_real":
             s = iqa.scoring_sample(float(line["mos"]), "", line["seed"], cfg.score_first)
-            return RawSample(kind, n, _vlm_items([img], s, cfg.iqa_loss == "verdict"))
+            return RawSample(kind, n, _vlm_items([img], s, cfg.verdict_loss(line["seed"])))
         task, seed = line.get("task", "score"), line["seed"]
         record = None
         lq = img
@@ -227,7 +237,7 @@ class SampleStream:
                                                 (np.asarray(lq_b), rec_b), seed)
             return RawSample(kind, n, _vlm_items([img, lq, lq_b], s), record)
         s = iqa.synthetic_scoring_sample(record, seed, score_first=cfg.score_first)
-        return RawSample(kind, n, _vlm_items([lq], s, cfg.iqa_loss == "verdict"), record)
+        return RawSample(kind, n, _vlm_items([lq], s, cfg.verdict_loss(seed)), record)
 
 
 def _vlm_items(images: list[Image.Image], s: iqa.IQASample, verdict_loss: bool = False) -> list[RawItem]:
