@@ -1,12 +1,14 @@
-"""Check the form of the answers `uare assess` wrote during an eval run.
+"""Check the form of the answers and analyses the model wrote during an eval run.
 
     python scripts/answer_check.py runs/mono-small [runs/mono-hq ...]
 
 Scores can be right while the text around them is broken (a candidate model answered
 scoring questions as comparisons, or ran on after its verdict), so candidates are
 checked as text too. Reads each run's `cache.jsonl` (every answer `uare eval monotonic`
-or `uare eval iqa` scored) and counts the answers that are well formed for a model
-trained with `data.score_first`:
+or `uare eval iqa` scored, every analysis of `uare eval restore` with `uare:analyze`) and
+counts the texts that are well formed. An analysis: the paper's four parts, each on its
+own line, once, in order, ending with a full stop. An assessment, for a model trained
+with `data.score_first`:
 - the verdict opens the answer: "Overall the quality is <level>, score <s>.";
 - a description follows it;
 - no comparison layout ("Image A:", "Its quality is fair", "fidelity to the reference");
@@ -23,12 +25,16 @@ from pathlib import Path
 
 VERDICT = re.compile(r"^Overall the quality is (bad|poor|fair|good|excellent), score \d\.\d\d\.")
 # phrases of the comparison template only (uare.data.iqa.comparison_sample)
+ANALYSIS = re.compile(r"1\. User intent: [^\n]+\n2\. Current quality: [^\n]+\n"
+                      r"3\. Enhancement plan: [^\n]+\n4\. Expected result: [^\n]+\.")
 COMPARISON = re.compile(r"\bimage [AB]\b|\b[AB]:|its quality is (bad|poor|fair|good|excellent)\b"
                         r"|fidelity to the reference", re.IGNORECASE)
 
 
 def problems(answer: str) -> list[str]:
-    """What is wrong with one assessment answer; empty when it is well formed."""
+    """What is wrong with one assessment answer or analysis; empty when it is well formed."""
+    if re.match(r"\d\. \w+ \w+:", answer):   # a numbered part opens it: an analysis
+        return [] if ANALYSIS.fullmatch(answer) else ["not the four parts once each"]
     found = []
     head = VERDICT.match(answer)
     if not head:

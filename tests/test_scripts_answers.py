@@ -20,6 +20,16 @@ def test_well_formed_answers_pass_and_each_fault_is_named():
     assert check.problems("Overall the quality is great, score 9. Fine.") == ["no opening verdict"]
 
 
+def test_analyses_need_the_four_parts_once_each_in_order():
+    check = _load("answer_check.py")
+    parts = ["1. User intent: Restore it.", "2. Current quality: The image suffers from noise.",
+             "3. Enhancement plan: (1) remove the noise.", "4. Expected result: A clean image."]
+    assert check.problems("\n".join(parts)) == []
+    for bad in (parts[:3], parts + ["3. Enhancement plan: more."], [parts[1], parts[0], *parts[2:]],
+                parts[:3] + ["4. Expected result: A clean"]):
+        assert check.problems("\n".join(bad)) == ["not the four parts once each"], bad
+
+
 def test_a_run_with_a_bad_answer_fails_and_names_it(tmp_path, capsys):
     check = _load("answer_check.py")
     rows = [{"method": "uare", "key": "a|clean", "text": GOOD},
