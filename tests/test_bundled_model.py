@@ -39,6 +39,8 @@ def test_bundled_model_assesses_and_restores_a_small_photo(monkeypatch, astronau
     assert 1.0 <= a.score <= 5.0 and a.level and a.text
     # the answer's verdict is the reading the score comes from, not a separate greedy pick
     assert f"Overall the quality is {a.level}, score {a.score:.2f}." in a.text
+    # trained with data.score_first, it is run with score_first: the verdict opens the answer
+    assert m.config.score_first and a.text.startswith("Overall the quality is")
     c = m.compare(img, np.clip(img + 60.0 * (np.indices(img.shape).sum(0) % 2), 0, 255).astype(np.uint8))
     assert f"Overall, image {c.preferred}" in c.text
     r = m.restore(img, task="denoise", steps=2)
