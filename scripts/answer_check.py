@@ -23,12 +23,16 @@ import re
 import sys
 from pathlib import Path
 
-VERDICT = re.compile(r"^Overall the quality is (bad|poor|fair|good|excellent), score \d\.\d\d\.")
-# phrases of the comparison template only (uare.data.iqa.comparison_sample)
+from uare.pipeline import SCORE_PREFIX
+from uare.sampling import LEVELS
+
+LEVEL = f"({'|'.join(LEVELS)})"
+VERDICT = re.compile(rf"^{re.escape(SCORE_PREFIX)} {LEVEL}, score \d\.\d\d\.")
 ANALYSIS = re.compile(r"1\. User intent: [^\n]+\n2\. Current quality: [^\n]+\n"
                       r"3\. Enhancement plan: [^\n]+\n4\. Expected result: [^\n]+\.")
-COMPARISON = re.compile(r"\bimage [AB]\b|\b[AB]:|its quality is (bad|poor|fair|good|excellent)\b"
-                        r"|fidelity to the reference", re.IGNORECASE)
+# phrases of the comparison template only (uare.data.iqa.comparison_sample)
+COMPARISON = re.compile(rf"\bimage [AB]\b|\b[AB]:|its quality is {LEVEL}\b|fidelity to the reference",
+                        re.IGNORECASE)
 
 
 def problems(answer: str) -> list[str]:
