@@ -563,7 +563,7 @@ class UARE:
             gen = ctx.fork()
             if opens:
                 head = self.tok.encode(prefix)
-                logits = self._in_vocab(self.model.extend_text(gen, [self.tok.bos_id, *head])[0])
+                logits = self._in_vocab(self._open_answer(gen, prefix)[0])
             else:
                 head, logits = self._continue(gen, None, cfg, until=prefix)
             if logits is None:
@@ -581,8 +581,12 @@ class UARE:
         """log P(word | the answer so far is answer_head) for each word, in a fork of ctx
         (ctx: the question just prefilled)."""
         probe = ctx.fork()
-        logits = self.model.extend_text(probe, [self.tok.bos_id, *self.tok.encode(answer_head)])[0]
-        return self._sequence_logprobs(probe, logits, words)
+        return self._sequence_logprobs(probe, self._open_answer(probe, answer_head)[0], words)
+
+    def _open_answer(self, ctx, head: str) -> torch.Tensor:
+        """Open the answer with BOS and `head` in one forward; the next-token logits of
+        every context in ctx's batch."""
+        return self.model.extend_text(ctx, [self.tok.bos_id, *self.tok.encode(head)])
 
     def _read_views(self, views: list[torch.Tensor], question: list[int], answer_head: str,
                     words: list[list[int]]) -> list[torch.Tensor]:
@@ -598,7 +602,7 @@ class UARE:
             return [self._read_at(asked(v), answer_head, words) for v in views]
         ctx = asked(torch.stack(views))
         with self._decode_threads():
-            logits = self.model.extend_text(ctx, [self.tok.bos_id, *self.tok.encode(answer_head)])
+            logits = self._open_answer(ctx, answer_head)
         ids = torch.tensor([w[0] for w in words], device=logits.device)
         return list(torch.log_softmax(logits.float(), dim=-1)[:, ids].cpu())
 
