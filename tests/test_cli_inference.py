@@ -123,6 +123,19 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     assert main(["restore", str(src), "-o", str(tmp_path / "s0.png"), "--model", str(model_dir),
                  "--strength", "0"]) == 2
     assert "--strength must be in (0, 1]" in capsys.readouterr().err
+    # temperature 0: sampling starts from the noise's mean, so the seed moves the output
+    # only through the condition's posterior sample (this model's setting)
+    seeds = {}
+    for temp in ("0", "1"):
+        for seed in ("1", "2"):
+            assert main(["restore", str(src), "-o", str(tmp_path / f"t{temp}{seed}.png"), "--task", "sr",
+                         "--seed", seed, "--model", str(model_dir), "--temperature", temp]) == 0
+        t1, t2 = (np.asarray(Image.open(tmp_path / f"t{temp}{s}.png")).astype(int) for s in "12")
+        seeds[temp] = np.abs(t1 - t2).mean()
+    assert seeds["0"] < seeds["1"] / 4
+    assert main(["restore", str(src), "-o", str(tmp_path / "t3.png"), "--model", str(model_dir),
+                 "--temperature", "hot"]) == 2
+    assert "--temperature must be a number in [0, 2]" in capsys.readouterr().err
     up = np.asarray(Image.open(src).resize((60, 56), Image.BICUBIC)).astype(float)
     assert np.abs(outs["on"].mean((0, 1)) - up.mean((0, 1))).max() < np.abs(a.mean((0, 1)) - up.mean((0, 1))).max()
 

@@ -442,6 +442,28 @@ def test_strength_starts_sampling_from_the_noised_input(uare, astronaut):
             UARE(uare.model, InferenceConfig(strength=bad))
 
 
+def test_temperature_scales_the_starting_noise(uare, astronaut):
+    img = _photo(astronaut, 64, 64)
+    cfg = InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), sample_posterior=False,
+                          temperature={"deblur": 0.0, "default": 1.0})
+    pipe = UARE(uare.model, cfg)
+
+    def out(task, seed, **kw):
+        return np.asarray(pipe.restore(img, task=task, seed=seed, **kw).image).astype(int)
+    # 0: the noise's mean, so the seed no longer matters; 1 (the default here): it does
+    assert np.array_equal(out("deblur", 0), out("deblur", 7))
+    assert not np.array_equal(out("denoise", 0), out("denoise", 7))
+    assert np.array_equal(out("denoise", 0, temperature=0.0), out("denoise", 7, temperature=0.0))
+    # in between, a sample lies between its two ends (the same noise draw, scaled)
+    a, half, b = (out("denoise", 3, temperature=t) for t in (0.0, 0.5, 1.0))
+    assert 0 < np.abs(half - a).mean() < np.abs(b - a).mean()
+    with pytest.raises(ValueError, match="temperature"):
+        pipe.restore(img, task="deblur", temperature=-0.1)
+    for bad in (2.5, float("nan"), {"deblurr": 0.5}, {"default": -1.0}):
+        with pytest.raises(ValueError, match="temperature"):
+            UARE(uare.model, InferenceConfig(temperature=bad))
+
+
 def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut):
     # the lossy autoencoder casts and bends the tone; decoded directly, the colour fix
     # takes the input's low band back for denoise, not for dehaze (its target is brighter)

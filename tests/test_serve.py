@@ -101,6 +101,8 @@ def test_assess_and_restore_round_trip(served):
     assert model.extra == {"types": None}                # colour fix: the model's own setting
     status, r = _post(base + "/api/restore?task=denoise&types=noise,%20blur&color_fix=off&strength=0.6", _png(img))
     assert status == 200 and model.extra == {"types": ["noise", "blur"], "color_fix": False, "strength": 0.6}
+    status, r = _post(base + "/api/restore?task=denoise&temperature=0&strength=", _png(img))
+    assert status == 200 and model.extra == {"types": None, "temperature": 0.0}
 
 
 def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
@@ -116,6 +118,9 @@ def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
     for bad in ("strong", "0", "1.5"):
         status, e = _post(base + f"/api/restore?strength={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
         assert status == 400 and "strength must be" in e["error"]
+    for bad in ("hot", "-1", "3"):
+        status, e = _post(base + f"/api/restore?temperature={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
+        assert status == 400 and "temperature must be" in e["error"]
     status, e = _post(base + "/api/assess", b"\0" * 300_000)
     assert status == 413 and "over the limit" in e["error"]
     status, a = _post(base + "/api/assess", _png(np.zeros((8, 8, 3), np.uint8)))

@@ -30,7 +30,7 @@ from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
-    LEVELS, GuidanceConfig, TextConfig, check_strength, euler_sample, flow_timesteps, generate_tokens,
+    LEVELS, GuidanceConfig, TextConfig, check_strength, check_temperature, euler_sample, flow_timesteps, generate_tokens,
     guided_velocity, level_probabilities, level_score,
 )
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
@@ -149,6 +149,13 @@ class InferenceConfig:
     # keeps more of the input's structure and colour; a number, or {task: number} with
     # "default" for the tasks not listed.
     strength: Union[float, dict] = 1.0
+    # sampling temperature: the starting noise is scaled by it (Grad-TTS's and Matcha-TTS's
+    # temperature). 1.0 samples as trained (Bagel); lower keeps less of the detail that
+    # one noise draw invents, which a model too small to place fine detail right loses on
+    # (PSNR) more than it gains; 0 starts from the noise's mean (without sample_posterior
+    # one output whatever the seed).
+    # A number, or {task: number} with "default" for the tasks not listed.
+    temperature: Union[float, dict] = 1.0
     # tiles restored in one forward (all tiles of an image share one size and one
     # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
     # tiles): see bench/inference.py; on a GPU raise it while memory allows
@@ -247,8 +254,10 @@ class UARE:
             raise ValueError(f"inference tile_batch must be at least 1, got {self.config.tile_batch}")
         if not self.config.color_fix_sigma > 0:
             raise ValueError(f"inference color_fix_sigma must be positive, got {self.config.color_fix_sigma}")
-        for where, v in _strengths(self.config.strength).items():
+        for where, v in _by_task(self.config.strength, "strength").items():
             check_strength(v, f"inference strength{where}")
+        for where, v in _by_task(self.config.temperature, "temperature").items():
+            check_temperature(v, f"inference temperature{where}")
         if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
             raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
                              f"choose from {', '.join(TASKS)}")
@@ -318,7 +327,7 @@ class UARE:
                 analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
                 progress: Optional[Callable[[int, int], None]] = None,
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
-                strength: Optional[float] = None) -> Restoration:
+                strength: Optional[float] = None, temperature: Optional[float] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -333,6 +342,9 @@ class UARE:
         the colour fix follows them. Ignored with prompt or analyze, and for sr.
         strength: where sampling starts, 1.0 from pure noise, lower from the input's
         latent partly noised (img2img); None: the model's setting (inference.json).
+        temperature: scale of the starting noise, 1.0 as trained, 0 deterministic (the
+        sharpest detail at 1, the closest to the original on average near 0); None: the
+        model's setting.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -345,8 +357,10 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task, types = self._instruction(img, task, prompt, analyze, types)
-        strength = self._strength(task) if strength is None else check_strength(strength)
-        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength)
+        strength = check_strength(self._task_setting("strength", task) if strength is None else strength)
+        temperature = check_temperature(self._task_setting("temperature", task) if temperature is None
+                                        else temperature)
+        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda n: progress(_tick(job, n), total)
@@ -365,8 +379,9 @@ class UARE:
         r = self.config.residual_decode
         return task in r if isinstance(r, (list, tuple)) else bool(r)
 
-    def _strength(self, task: str) -> float:
-        s = self.config.strength
+    def _task_setting(self, name: str, task: str) -> float:
+        """A number-or-{task: number} setting (strength, temperature) for this task."""
+        s = getattr(self.config, name)
         return float(s.get(task, s.get("default", 1.0))) if isinstance(s, dict) else float(s)
 
     def _color_fix(self, task: str, types) -> bool:
@@ -451,6 +466,8 @@ class UARE:
         # whole batch at encoding) the same noise as one tile at a time
         noise = torch.stack([torch.randn((gh * gw, self.cfg.latent_token_dim), generator=job.gen,
                                          device=self.device, dtype=torch.float32) for _ in range(n)])
+        if job.temperature != 1.0:
+            noise = noise * job.temperature
         p = self.cfg.latent_patch_size
         anchor = latents_to_tokens(cond, p)
         if job.strength < 1.0:
@@ -659,6 +676,7 @@ class _Job:
     device: torch.device
     residual: bool = False
     strength: float = 1.0
+    temperature: float = 1.0
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step
     steps_done: int = 0
@@ -668,13 +686,14 @@ class _Job:
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
 
 
-def _strengths(setting) -> dict[str, float]:
-    """inference `strength` as {label for errors: value}; refuses keys that are no task."""
+def _by_task(setting, name: str) -> dict[str, float]:
+    """A number-or-{task: number} inference setting as {label for errors: value}; refuses
+    keys that are no task."""
     if not isinstance(setting, dict):
         return {"": float(setting)}
     bad = set(setting) - set(TASKS) - {"default"}
     if bad:
-        raise ValueError(f"inference strength: unknown tasks {sorted(bad)}; choose from default, {', '.join(TASKS)}")
+        raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, {', '.join(TASKS)}")
     return {f"[{k}]": float(v) for k, v in setting.items()}
 
 

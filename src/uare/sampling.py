@@ -34,6 +34,14 @@ def check_strength(value: float, name: str = "strength") -> float:
     return value
 
 
+def check_temperature(value: float, name: str = "temperature") -> float:
+    """Scale of the starting noise as a float in [0, 2], or ValueError."""
+    value = float(value)
+    if not 0.0 <= value <= 2.0:   # also refuses nan
+        raise ValueError(f"{name} must be in [0, 2], got {value:g}")
+    return value
+
+
 def flow_timesteps(num_steps: int, shift: float = 1.0, start: float = 1.0) -> torch.Tensor:
     """The `num_steps` time points from `start` to 0 (float64, shape (num_steps,)).
 

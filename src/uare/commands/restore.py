@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S]`: restored images, and with --analyze the
+[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T]`: restored images, and with --analyze the
 model's analysis beside each one."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
-from ..sampling import check_strength
+from ..sampling import check_strength, check_temperature
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
@@ -40,15 +40,20 @@ def add_arguments(parser) -> None:
                         help="img2img strength in (0, 1]: start sampling from the input noised to "
                              "time S instead of from pure noise (1); lower keeps more of the input "
                              "(default: the model's)")
+    parser.add_argument("--temperature", default=None, metavar="T",
+                        help="scale of the starting noise in [0, 2]: 1 samples as trained, lower "
+                             "invents less detail (closer to the original on average), 0 is "
+                             "deterministic (default: the model's, by task)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
 
 
-def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None) -> dict:
+def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None,
+                    temperature: Optional[str] = None) -> dict:
     """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
-    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed) and
-    --strength / ?strength= (empty leaves the model's)."""
+    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed),
+    --strength / ?strength= and --temperature / ?temperature= (empty leaves the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
     bad = [t for t in named or () if t not in TASK_OF_TYPE]
     if bad:
@@ -57,12 +62,15 @@ def restore_options(types: Optional[str], color_fix: str = "auto", strength: Opt
     if fix not in ("auto", "on", "off"):
         raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
     options = {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
-    if strength not in (None, ""):
+    for name, text, check, span in (("strength", strength, check_strength, "(0, 1]"),
+                                    ("temperature", temperature, check_temperature, "[0, 2]")):
+        if text in (None, ""):
+            continue
         try:
-            value = float(strength)
+            value = float(text)
         except ValueError:
-            raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
-        options["strength"] = check_strength(value)
+            raise ValueError(f"{name} must be a number in {span}, got {text!r}") from None
+        options[name] = check(value)
     return options
 
 
@@ -108,7 +116,7 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
-        options = restore_options(args.types, args.color_fix, args.strength)
+        options = restore_options(args.types, args.color_fix, args.strength, args.temperature)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)

@@ -5,7 +5,8 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S   body: image bytes
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S&temperature=T
+                                          body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     GET  /api/info                        -> {model, tasks}
 
@@ -148,7 +149,8 @@ def _restore(model, image, query: dict) -> dict:
         steps = int(query["steps"]) if query.get("steps") else None
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
-    options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"))
+    options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"),
+                              query.get("temperature"))
     t = time.perf_counter()
     r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()
@@ -182,6 +184,8 @@ task <select id="task">{tasks}</select>
 <label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
+<label>temperature <input id="temperature" size="4" placeholder="model"
+ title="starting noise scale in [0, 2]: lower invents less detail, 0 is deterministic; empty: the model's setting"></label>
 <button id="assess">Assess</button><button id="restore">Restore</button>
 <span id="status"></span></p>
 <div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
@@ -207,7 +211,8 @@ $("assess").onclick = async () => {
 $("restore").onclick = async () => {
   const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
     "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value +
-    "&strength=" + encodeURIComponent($("strength").value.trim());
+    "&strength=" + encodeURIComponent($("strength").value.trim()) +
+    "&temperature=" + encodeURIComponent($("temperature").value.trim());
   const j = await call("/api/restore?" + q);
   if (!j) return;
   $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";

@@ -1,13 +1,14 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:strength=S` runs
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:strength=S:temperature=T` runs
 `UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
 it the simple prompt is used; `named` tells the model the degradations each input was made
 with, so the instruction names them as the paper's single and multiple degradation
 instruction does ("enhance this image with low-light and noise.") where the simple
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
-model's colour-fix setting (to measure what it does), `strength=S` its img2img start. The
+model's colour-fix setting (to measure what it does), `strength=S` its img2img start,
+`temperature=T` the scale of its starting noise. The
 model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
@@ -34,7 +35,7 @@ def _default_loader(folder: Optional[str]):
 @register_method("uare")
 class UareMethod(Method):
     """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
-    task=auto, color_fix=on|off, strength=S."""
+    task=auto, color_fix=on|off, strength=S, temperature=T."""
 
     name = "uare"
     takes_types = True
@@ -46,7 +47,7 @@ class UareMethod(Method):
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
         self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix",
-                            "strength"))
+                            "strength", "temperature"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
@@ -55,12 +56,14 @@ class UareMethod(Method):
         self.color_fix = self.option("color_fix", None, as_bool)
         self.named = self.option("named", False, as_bool)
         self.strength = self.option("strength", None, float)
+        self.temperature = self.option("temperature", None, float)
         self.model = type(self).loader(self.option("model", None, str))
 
     def restore(self, image, task, scale=1, types=()):
         extra = {} if self.color_fix is None else {"color_fix": self.color_fix}
-        if self.strength is not None:
-            extra["strength"] = self.strength
+        for key in ("strength", "temperature"):
+            if getattr(self, key) is not None:
+                extra[key] = getattr(self, key)
         if self.named and types:
             extra["types"] = list(types)
         result = self.model.restore(image, task=self.task_override or task, prompt=self.prompt,
