@@ -459,6 +459,13 @@ def test_temperature_scales_the_starting_noise(uare, astronaut):
     assert 0 < np.abs(half - a).mean() < np.abs(b - a).mean()
     with pytest.raises(ValueError, match="temperature"):
         pipe.restore(img, task="deblur", temperature=-0.1)
+    # "analyze": analyse-then-restore runs take it whatever their task
+    guided = UARE(uare.model, InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0),
+                                              sample_posterior=False, analysis=pipeline.TextConfig(max_new_tokens=4),
+                                              temperature={"analyze": 0.0, "default": 1.0}))
+    g = [np.asarray(guided.restore(img, task="deblur", analyze=True, seed=s).image) for s in (0, 7)]
+    assert np.array_equal(g[0], g[1])
+    assert not np.array_equal(*(np.asarray(guided.restore(img, task="deblur", seed=s).image) for s in (0, 7)))
     for bad in (2.5, float("nan"), {"deblurr": 0.5}, {"default": -1.0}):
         with pytest.raises(ValueError, match="temperature"):
             UARE(uare.model, InferenceConfig(temperature=bad))

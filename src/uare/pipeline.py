@@ -146,15 +146,16 @@ class InferenceConfig:
     color_fix_sigma: float = 16.0
     # img2img strength: sampling starts at t = strength from the input's latent noised to
     # that time, (1 - t) z_input + t noise, instead of from pure noise (1.0, Bagel). Lower
-    # keeps more of the input's structure and colour; a number, or {task: number} with
-    # "default" for the tasks not listed.
+    # keeps more of the input's structure and colour; a number, or {task: number} as for
+    # temperature below.
     strength: Union[float, dict] = 1.0
     # sampling temperature: the starting noise is scaled by it (Grad-TTS's and Matcha-TTS's
     # temperature). 1.0 samples as trained (Bagel); lower keeps less of the detail that
     # one noise draw invents, which a model too small to place fine detail right loses on
     # (PSNR) more than it gains; 0 starts from the noise's mean (without sample_posterior
     # one output whatever the seed).
-    # A number, or {task: number} with "default" for the tasks not listed.
+    # A number, or {task: number} with "default" for the tasks not listed and "analyze" for
+    # analyse-then-restore runs of any task.
     temperature: Union[float, dict] = 1.0
     # tiles restored in one forward (all tiles of an image share one size and one
     # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
@@ -357,8 +358,8 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         instruction, task, types = self._instruction(img, task, prompt, analyze, types)
-        strength = check_strength(self._task_setting("strength", task) if strength is None else strength)
-        temperature = check_temperature(self._task_setting("temperature", task) if temperature is None
+        strength = check_strength(self._task_setting("strength", task, analyze) if strength is None else strength)
+        temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
                                         else temperature)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature)
         if progress is not None:
@@ -379,10 +380,14 @@ class UARE:
         r = self.config.residual_decode
         return task in r if isinstance(r, (list, tuple)) else bool(r)
 
-    def _task_setting(self, name: str, task: str) -> float:
-        """A number-or-{task: number} setting (strength, temperature) for this task."""
+    def _task_setting(self, name: str, task: str, analyze: bool = False) -> float:
+        """A number-or-{task: number} setting (strength, temperature) for this run: the
+        "analyze" entry for analyse-then-restore runs, else the task's, else "default"."""
         s = getattr(self.config, name)
-        return float(s.get(task, s.get("default", 1.0))) if isinstance(s, dict) else float(s)
+        if not isinstance(s, dict):
+            return float(s)
+        key = "analyze" if analyze and "analyze" in s else task
+        return float(s.get(key, s.get("default", 1.0)))
 
     def _color_fix(self, task: str, types) -> bool:
         """Whether the output takes the input's low band: every degradation removed is one
@@ -691,9 +696,10 @@ def _by_task(setting, name: str) -> dict[str, float]:
     keys that are no task."""
     if not isinstance(setting, dict):
         return {"": float(setting)}
-    bad = set(setting) - set(TASKS) - {"default"}
+    bad = set(setting) - set(TASKS) - {"default", "analyze"}
     if bad:
-        raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, {', '.join(TASKS)}")
+        raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, analyze, "
+                         f"{', '.join(TASKS)}")
     return {f"[{k}]": float(v) for k, v in setting.items()}
 
 
