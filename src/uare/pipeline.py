@@ -30,8 +30,8 @@ from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
-    LEVELS, GuidanceConfig, TextConfig, check_strength, check_temperature, euler_sample, flow_timesteps, generate_tokens,
-    guided_velocity, level_probabilities, level_score,
+    LEVELS, GuidanceConfig, TextConfig, check_strength, check_temperature, euler_sample, flow_timesteps,
+    generate_tokens, guided_velocity, level_probabilities, level_score,
 )
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
 

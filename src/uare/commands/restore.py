@@ -1,6 +1,6 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T]`: restored images, and with --analyze the
-model's analysis beside each one."""
+[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T]`: restored
+images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
 import sys
