@@ -343,8 +343,8 @@ class UARE:
         the colour fix follows them. Ignored with prompt or analyze, and for sr.
         strength: where sampling starts, 1.0 from pure noise, lower from the input's
         latent partly noised (img2img); None: the model's setting (inference.json).
-        temperature: scale of the starting noise, 1.0 as trained, 0 deterministic (the
-        sharpest detail at 1, the closest to the original on average near 0); None: the
+        temperature: scale of the starting noise, 1.0 as trained, 0 its mean (the most
+        invented detail at 1, the closest to the original on average near 0); None: the
         model's setting.
         """
         if task not in TASKS:

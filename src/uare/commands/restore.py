@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
                              "(default: the model's)")
     parser.add_argument("--temperature", default=None, metavar="T",
                         help="scale of the starting noise in [0, 2]: 1 samples as trained, lower "
-                             "invents less detail (closer to the original on average), 0 is "
-                             "deterministic (default: the model's, by task)")
+                             "invents less detail (closer to the original on average), 0 starts "
+                             "from the noise's mean (default: the model's, by task)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)

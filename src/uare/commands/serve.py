@@ -185,7 +185,7 @@ task <select id="task">{tasks}</select>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"
- title="starting noise scale in [0, 2]: lower invents less detail, 0 is deterministic; empty: the model's setting"></label>
+ title="starting noise scale in [0, 2]: lower invents less detail, 0 starts from the noise's mean; empty: the model's setting"></label>
 <button id="assess">Assess</button><button id="restore">Restore</button>
 <span id="status"></span></p>
 <div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
