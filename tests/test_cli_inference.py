@@ -136,6 +136,19 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     assert main(["restore", str(src), "-o", str(tmp_path / "t3.png"), "--model", str(model_dir),
                  "--temperature", "hot"]) == 2
     assert "--temperature must be a number in [0, 2]" in capsys.readouterr().err
+    # mix 0: the output is the input (here its bicubic up-sampling), whatever the model made
+    assert main(["restore", str(src), "-o", str(tmp_path / "m0.png"), "--task", "sr", "--model", str(model_dir),
+                 "--mix", "0"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "m0.png")),
+                          np.asarray(Image.open(src).convert("RGB").resize((60, 56), Image.BICUBIC)))
+    assert main(["restore", str(src), "-o", str(tmp_path / "m2.png"), "--model", str(model_dir),
+                 "--mix", "2"]) == 2
+    assert "--mix must be in [0, 1]" in capsys.readouterr().err
+    # auto: denoise keeps the share the input's noise calls for, and --json says which
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "ma.png"), "--task", "denoise", "--model",
+                 str(model_dir), "--mix", "auto", "--json"]) == 0
+    assert 0 < json.loads(capsys.readouterr().out)["mix"] < 1
     up = np.asarray(Image.open(src).resize((60, 56), Image.BICUBIC)).astype(float)
     assert np.abs(outs["on"].mean((0, 1)) - up.mean((0, 1))).max() < np.abs(a.mean((0, 1)) - up.mean((0, 1))).max()
 

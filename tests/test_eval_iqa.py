@@ -155,6 +155,9 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     cold = create_method("uare:model=runs/m1:temperature=0")
     cold.restore(Image.new("RGB", (8, 8)), "deblur")
     assert cold.model.calls[-1]["temperature"] == 0.0 and "temperature" not in half.model.calls[-1]
+    kept = create_method("uare:model=runs/m1:mix=0.75")
+    kept.restore(Image.new("RGB", (8, 8)), "denoise")
+    assert kept.model.calls[-1]["mix"] == 0.75 and "mix" not in cold.model.calls[-1]
     assert method.score(Image.new("RGB", (8, 8), (255, 255, 255))) == pytest.approx(5.0)
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from uare import pipeline
+from uare.fidelity import auto_mix
 from uare.imageio import ImageError
 from uare.pipeline import UARE, Assessment, Comparison, InferenceConfig, ModelLoadError, Restoration
 
@@ -469,6 +470,44 @@ def test_temperature_scales_the_starting_noise(uare, astronaut):
     for bad in (2.5, float("nan"), {"deblurr": 0.5}, {"default": -1.0}):
         with pytest.raises(ValueError, match="temperature"):
             UARE(uare.model, InferenceConfig(temperature=bad))
+
+
+def test_mix_keeps_a_share_of_the_models_change(uare, astronaut):
+    img = _photo(astronaut, 64, 48)
+    cfg = InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), sample_posterior=False,
+                          temperature=0.0, mix={"denoise": 0.0, "default": 1.0})
+    pipe = UARE(uare.model, cfg)
+
+    def out(task, **kw):
+        return np.asarray(pipe.restore(img, task=task, **kw).image).astype(int)
+    # 0 (denoise here): the input itself, whatever the model made
+    assert np.array_equal(out("denoise"), np.asarray(img))
+    full = out("deblur")
+    assert np.abs(full - np.asarray(img)).mean() > 1.0
+    # 0.5: halfway between the input and the model's output (pixels rounded once)
+    half = out("deblur", mix=0.5)
+    assert np.abs(half - (np.asarray(img) + full) / 2).max() <= 1.0
+    # a call's own mix overrides the model's setting for its task
+    assert np.abs(out("denoise", mix=1.0) - np.asarray(img)).mean() > 1.0
+    # x4 sr: the input it moves back toward is the bicubic up-sampling
+    up = np.asarray(Image.fromarray(img).resize((48 * 4, 64 * 4), Image.BICUBIC))
+    assert np.array_equal(np.asarray(pipe.restore(img, task="sr", mix=0.0).image), up)
+    # auto: for denoise the share uare.fidelity reads from the input's noise and the change
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    whole = pipe.restore(noisy, task="denoise", mix=1.0)
+    auto = pipe.restore(noisy, task="denoise", mix="auto")
+    x = torch.from_numpy(noisy.astype(np.float32) / 255).permute(2, 0, 1)
+    y = torch.from_numpy(np.asarray(whole.image).astype(np.float32) / 255).permute(2, 0, 1)
+    assert whole.mix == 1.0 and auto.mix == pytest.approx(auto_mix(y, x), abs=0.02) and 0 < auto.mix < 1
+    assert np.abs(np.asarray(auto.image).astype(int) - np.round(noisy + auto.mix * (y.permute(1, 2, 0).numpy()
+                  * 255 - noisy))).max() <= 1
+    assert pipe.restore(img, task="deblur", mix="AUTO").mix == 1.0   # other tasks: the model's output
+    for bad in (-0.1, 1.5, float("nan"), "half"):
+        with pytest.raises(ValueError, match="mix"):
+            pipe.restore(img, task="deblur", mix=bad)
+    for bad in (1.5, {"deblurr": 0.5}, {"default": -0.5}, {"denoise": "most"}):
+        with pytest.raises(ValueError, match="mix"):
+            UARE(uare.model, InferenceConfig(mix=bad))
 
 
 def test_color_fix_gives_tone_keeping_tasks_the_inputs_low_band(uare, astronaut):

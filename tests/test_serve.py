@@ -103,6 +103,8 @@ def test_assess_and_restore_round_trip(served):
     assert status == 200 and model.extra == {"types": ["noise", "blur"], "color_fix": False, "strength": 0.6}
     status, r = _post(base + "/api/restore?task=denoise&temperature=0&strength=", _png(img))
     assert status == 200 and model.extra == {"types": None, "temperature": 0.0}
+    status, r = _post(base + "/api/restore?task=denoise&mix=0.5&temperature=", _png(img))
+    assert status == 200 and model.extra == {"types": None, "mix": 0.5}
 
 
 def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
@@ -121,6 +123,9 @@ def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
     for bad in ("hot", "-1", "3"):
         status, e = _post(base + f"/api/restore?temperature={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
         assert status == 400 and "temperature must be" in e["error"]
+    for bad in ("half", "-0.5", "1.5"):
+        status, e = _post(base + f"/api/restore?mix={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
+        assert status == 400 and "mix must be" in e["error"]
     status, e = _post(base + "/api/assess", b"\0" * 300_000)
     assert status == 413 and "over the limit" in e["error"]
     status, a = _post(base + "/api/assess", _png(np.zeros((8, 8, 3), np.uint8)))

@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color_fix import color_fix as apply_color_fix
+from .fidelity import auto_mix
 from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
 from .data.responses import mentioned_types
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
-    LEVELS, GuidanceConfig, TextConfig, check_strength, check_temperature, euler_sample, flow_timesteps,
+    LEVELS, GuidanceConfig, TextConfig, check_mix, check_strength, check_temperature, euler_sample, flow_timesteps,
     generate_tokens, guided_velocity, level_probabilities, level_score,
 )
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
@@ -102,6 +103,7 @@ class Restoration:
     text: Optional[str]  # the 4-part analysis when analyze=True, else None
     task: str = ""       # the task actually run (auto resolves to one)
     prompt: str = ""     # the instruction the model was given
+    mix: float = 1.0     # the share of the model's change the image keeps
 
 
 @dataclass
@@ -157,6 +159,14 @@ class InferenceConfig:
     # A number, or {task: number} with "default" for the tasks not listed and "analyze" for
     # analyse-then-restore runs of any task.
     temperature: Union[float, dict] = 1.0
+    # share of the model's change the output keeps: input + mix * (restored - input), after
+    # the colour fix (for sr the input is its bicubic up-sampling). 1.0 is the model's
+    # output; lower trades invented or overdone change for closeness to the input, the
+    # fidelity weight of CodeFormer-style restorers: a change that is only partly right
+    # (half of a denoiser's smoothing is detail) is worth less than its full size.
+    # A number, "auto" (denoise: the share the input's noise level calls for, uare.fidelity;
+    # other tasks: 1), or {task: number or "auto"} as for temperature.
+    mix: Union[float, str, dict] = 1.0
     # tiles restored in one forward (all tiles of an image share one size and one
     # instruction): fewer, larger matrix products. 2 CPU cores, tiny model, 512 px (25
     # tiles): see bench/inference.py; on a GPU raise it while memory allows
@@ -259,6 +269,8 @@ class UARE:
             check_strength(v, f"inference strength{where}")
         for where, v in _by_task(self.config.temperature, "temperature").items():
             check_temperature(v, f"inference temperature{where}")
+        for where, v in _by_task(self.config.mix, "mix").items():
+            check_mix(v, f"inference mix{where}")
         if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
             raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
                              f"choose from {', '.join(TASKS)}")
@@ -328,7 +340,8 @@ class UARE:
                 analyze: bool = False, steps: Optional[int] = None, seed: int = 0,
                 progress: Optional[Callable[[int, int], None]] = None,
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
-                strength: Optional[float] = None, temperature: Optional[float] = None) -> Restoration:
+                strength: Optional[float] = None, temperature: Optional[float] = None,
+                mix: Optional[float] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -346,6 +359,11 @@ class UARE:
         temperature: scale of the starting noise, 1.0 as trained, 0 its mean (the most
         invented detail at 1, the closest to the original on average near 0); None: the
         model's setting.
+        mix: share of the model's change the output keeps, in [0, 1]: 1 the model's output,
+        0.5 halfway between it and the input (for sr its bicubic up-sampling), 0 the input;
+        "auto": for denoise, the share the input's estimated noise level calls for
+        (uare.fidelity; 1 for other tasks); None: the model's setting (inference.json `mix`,
+        by task). The share used is returned as `mix`.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -361,6 +379,7 @@ class UARE:
         strength = check_strength(self._task_setting("strength", task, analyze) if strength is None else strength)
         temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
                                         else temperature)
+        mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
@@ -373,21 +392,25 @@ class UARE:
             types = mentioned_types(job.text or "")
         if self._color_fix(task, types) if color_fix is None else color_fix:
             out = apply_color_fix(out, x, self.config.color_fix_sigma)
+        if mix == "auto":   # the noise-adaptive share is for noise alone (uare.fidelity)
+            mix = auto_mix(out, x) if task == "denoise" else 1.0
+        if mix != 1.0:
+            out = torch.lerp(x, out, mix)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
-        return Restoration(image=image_out, text=job.text, task=task, prompt=instruction)
+        return Restoration(image=image_out, text=job.text, task=task, prompt=instruction, mix=mix)
 
     def _residual(self, task: str) -> bool:
         r = self.config.residual_decode
         return task in r if isinstance(r, (list, tuple)) else bool(r)
 
-    def _task_setting(self, name: str, task: str, analyze: bool = False) -> float:
-        """A number-or-{task: number} setting (strength, temperature) for this run: the
+    def _task_setting(self, name: str, task: str, analyze: bool = False):
+        """A number-or-{task: number} setting (strength, temperature, mix) for this run: the
         "analyze" entry for analyse-then-restore runs, else the task's, else "default"."""
         s = getattr(self.config, name)
         if not isinstance(s, dict):
-            return float(s)
+            return s
         key = "analyze" if analyze and "analyze" in s else task
-        return float(s.get(key, s.get("default", 1.0)))
+        return s.get(key, s.get("default", 1.0))
 
     def _color_fix(self, task: str, types) -> bool:
         """Whether the output takes the input's low band: every degradation removed is one
@@ -691,16 +714,16 @@ class _Job:
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
 
 
-def _by_task(setting, name: str) -> dict[str, float]:
+def _by_task(setting, name: str) -> dict:
     """A number-or-{task: number} inference setting as {label for errors: value}; refuses
-    keys that are no task."""
+    keys that are no task (the values are checked by the setting's own check)."""
     if not isinstance(setting, dict):
-        return {"": float(setting)}
+        return {"": setting}
     bad = set(setting) - set(TASKS) - {"default", "analyze"}
     if bad:
         raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, analyze, "
                          f"{', '.join(TASKS)}")
-    return {f"[{k}]": float(v) for k, v in setting.items()}
+    return {f"[{k}]": v for k, v in setting.items()}
 
 
 def _types_of(tasks) -> set[str]:

@@ -26,20 +26,33 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
-def check_strength(value: float, name: str = "strength") -> float:
+def _number_in(value, name: str, span: str, inside: Callable[[float], bool]) -> float:
+    """value (a number or its text) as a float, or ValueError naming the setting and span."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in {span}, got {value!r}") from None
+    if not inside(number):   # nan fails every comparison, so it is refused too
+        raise ValueError(f"{name} must be in {span}, got {number:g}")
+    return number
+
+
+def check_strength(value, name: str = "strength") -> float:
     """img2img strength (the start time of sampling) as a float in (0, 1], or ValueError."""
-    value = float(value)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {value:g}")
-    return value
+    return _number_in(value, name, "(0, 1]", lambda v: 0.0 < v <= 1.0)
 
 
-def check_temperature(value: float, name: str = "temperature") -> float:
+def check_temperature(value, name: str = "temperature") -> float:
     """Scale of the starting noise as a float in [0, 2], or ValueError."""
-    value = float(value)
-    if not 0.0 <= value <= 2.0:   # also refuses nan
-        raise ValueError(f"{name} must be in [0, 2], got {value:g}")
-    return value
+    return _number_in(value, name, "[0, 2]", lambda v: 0.0 <= v <= 2.0)
+
+
+def check_mix(value, name: str = "mix"):
+    """Share of the model's change an output keeps: a float in [0, 1], or "auto" (the
+    noise-adaptive share, uare.fidelity); else ValueError."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return _number_in(value, name, "[0, 1] (or auto)", lambda v: 0.0 <= v <= 1.0)
 
 
 def flow_timesteps(num_steps: int, shift: float = 1.0, start: float = 1.0) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T]`: restored
+[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
 images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
-from ..sampling import check_strength, check_temperature
+from ..sampling import check_mix, check_strength, check_temperature
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
@@ -44,16 +44,22 @@ def add_arguments(parser) -> None:
                         help="scale of the starting noise in [0, 2]: 1 samples as trained, lower "
                              "invents less detail (closer to the original on average), 0 starts "
                              "from the noise's mean (default: the model's, by task)")
+    parser.add_argument("--mix", default=None, metavar="M",
+                        help="share of the model's change the output keeps, in [0, 1]: 1 the model's "
+                             "output, lower moves it back toward the input (closer to it, less "
+                             "invented or overdone change); auto: for denoise, the share the "
+                             "input's noise level calls for; default: the model's, by task")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave inputs whose output already exists (resume a killed batch)")
     add_model_arguments(parser)
 
 
 def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None,
-                    temperature: Optional[str] = None) -> dict:
+                    temperature: Optional[str] = None, mix: Optional[str] = None) -> dict:
     """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
     --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed),
-    --strength / ?strength= and --temperature / ?temperature= (empty leaves the model's)."""
+    --strength / ?strength=, --temperature / ?temperature= and --mix / ?mix= (empty leaves
+    the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
     bad = [t for t in named or () if t not in TASK_OF_TYPE]
     if bad:
@@ -62,15 +68,10 @@ def restore_options(types: Optional[str], color_fix: str = "auto", strength: Opt
     if fix not in ("auto", "on", "off"):
         raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
     options = {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
-    for name, text, check, span in (("strength", strength, check_strength, "(0, 1]"),
-                                    ("temperature", temperature, check_temperature, "[0, 2]")):
-        if text in (None, ""):
-            continue
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{name} must be a number in {span}, got {text!r}") from None
-        options[name] = check(value)
+    for name, text, check in (("strength", strength, check_strength),
+                              ("temperature", temperature, check_temperature), ("mix", mix, check_mix)):
+        if text not in (None, ""):
+            options[name] = check(text)
     return options
 
 
@@ -116,7 +117,7 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
-        options = restore_options(args.types, args.color_fix, args.strength, args.temperature)
+        options = restore_options(args.types, args.color_fix, args.strength, args.temperature, args.mix)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)
@@ -142,7 +143,7 @@ def run(args) -> int:
             text_path = write_text(out.with_suffix(".txt"), r.text + "\n")
         if args.json:
             emit_json({"image": str(path), "output": str(out), "size": list(r.image.size),
-                       "task": r.task, "prompt": r.prompt, "text": r.text,
+                       "task": r.task, "prompt": r.prompt, "mix": round(float(r.mix), 4), "text": r.text,
                        "text_file": str(text_path) if text_path else None})
         else:
             info(f"{path} -> {out}")

@@ -5,7 +5,7 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S&temperature=T
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S&temperature=T&mix=M
                                           body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     GET  /api/info                        -> {model, tasks}
@@ -150,13 +150,14 @@ def _restore(model, image, query: dict) -> dict:
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
     options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"),
-                              query.get("temperature"))
+                              query.get("temperature"), query.get("mix"))
     t = time.perf_counter()
     r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()
     r.image.save(buf, "PNG")
     return {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
             "text": r.text, "task": getattr(r, "task", task), "prompt": getattr(r, "prompt", ""),
+            "mix": round(float(getattr(r, "mix", 1.0)), 4),
             "width": r.image.width, "height": r.image.height,
             "seconds": round(time.perf_counter() - t, 3)}
 
@@ -186,6 +187,8 @@ task <select id="task">{tasks}</select>
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"
  title="starting noise scale in [0, 2]: lower invents less detail, 0 starts from the noise's mean; empty: the model's setting"></label>
+<label>mix <input id="mix" size="4" placeholder="model"
+ title="share of the model's change kept, in [0, 1]: 1 its output, lower moves back toward the input; empty: the model's setting"></label>
 <button id="assess">Assess</button><button id="restore">Restore</button>
 <span id="status"></span></p>
 <div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
@@ -212,11 +215,12 @@ $("restore").onclick = async () => {
   const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
     "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value +
     "&strength=" + encodeURIComponent($("strength").value.trim()) +
-    "&temperature=" + encodeURIComponent($("temperature").value.trim());
+    "&temperature=" + encodeURIComponent($("temperature").value.trim()) +
+    "&mix=" + encodeURIComponent($("mix").value.trim());
   const j = await call("/api/restore?" + q);
   if (!j) return;
   $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";
-  $("text").textContent = "task " + j.task + (j.text ? "\\n\\n" + j.text : "");
+  $("text").textContent = "task " + j.task + (j.mix < 1 ? ", mix " + j.mix : "") + (j.text ? "\\n\\n" + j.text : "");
 };
 </script></body></html>
 """

@@ -1,15 +1,15 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:strength=S:temperature=T` runs
-`UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:strength=S:temperature=T:mix=M`
+runs `UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
 it the simple prompt is used; `named` tells the model the degradations each input was made
 with, so the instruction names them as the paper's single and multiple degradation
 instruction does ("enhance this image with low-light and noise.") where the simple
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
 model's colour-fix setting (to measure what it does), `strength=S` its img2img start,
-`temperature=T` the scale of its starting noise. The
-model is loaded once per run.
+`temperature=T` the scale of its starting noise, `mix=M` the share of its change the output
+keeps. The model is loaded once per run.
 
 `niqe`, `piqe` (and any other no-reference metric of `uare.metrics`) score images for
 `eval iqa` and `eval monotonic`, lower is better.
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from ..sampling import check_mix
 from .methods import Method, MethodError, MethodSpec, MethodUnavailable, as_bool, register_method
+
 
 
 def _default_loader(folder: Optional[str]):
@@ -32,10 +34,15 @@ def _default_loader(folder: Optional[str]):
         raise MethodUnavailable(f"uare: cannot load model {folder or '(bundled default)'}: {e}") from None
 
 
+def share(value):
+    """mix=M: a share in [0, 1] or auto (the name shows in a bad option's message)."""
+    return check_mix(value)
+
+
 @register_method("uare")
 class UareMethod(Method):
     """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
-    task=auto, color_fix=on|off, strength=S, temperature=T."""
+    task=auto, color_fix=on|off, strength=S, temperature=T, mix=M."""
 
     name = "uare"
     takes_types = True
@@ -47,7 +54,7 @@ class UareMethod(Method):
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
         self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix",
-                            "strength", "temperature"))
+                            "strength", "temperature", "mix"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
@@ -57,11 +64,12 @@ class UareMethod(Method):
         self.named = self.option("named", False, as_bool)
         self.strength = self.option("strength", None, float)
         self.temperature = self.option("temperature", None, float)
+        self.mix = self.option("mix", None, share)
         self.model = type(self).loader(self.option("model", None, str))
 
     def restore(self, image, task, scale=1, types=()):
         extra = {} if self.color_fix is None else {"color_fix": self.color_fix}
-        for key in ("strength", "temperature"):
+        for key in ("strength", "temperature", "mix"):
             if getattr(self, key) is not None:
                 extra[key] = getattr(self, key)
         if self.named and types:
