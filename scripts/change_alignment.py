@@ -31,7 +31,9 @@ def load(path: Path) -> np.ndarray:
     return np.asarray(load_image(path), dtype=np.float64)
 
 
-def alignment(run: Path, hq: Path) -> list[dict]:
+def triples(run: Path, hq: Path):
+    """(group, method, input, output, clean) for every non-bicubic result of an eval run,
+    as float64 RGB arrays (0-255)."""
     table = run / "restore_per_image.csv"
     if not table.exists():
         raise SystemExit(f"{table}: not found (a `uare eval restore` run folder is needed)")
@@ -41,7 +43,6 @@ def alignment(run: Path, hq: Path) -> list[dict]:
     if not inputs:
         raise SystemExit(f"{table}: no bicubic rows; rerun the eval with bicubic among --methods")
     clean = {p.stem: p for p in hq.iterdir() if p.is_file()}
-    sums: dict = defaultdict(lambda: np.zeros(3))
     for r in rows:
         key = (r["dataset"], r["image"])
         if r["method"] == "bicubic" or key not in inputs:
@@ -49,9 +50,14 @@ def alignment(run: Path, hq: Path) -> list[dict]:
         stem = r["image"].rsplit("/", 1)[-1]
         if stem not in clean:
             raise SystemExit(f"{r['image']}: no clean image named {stem}.* in {hq}")
-        x = load(run / inputs[key])
-        change, residual = load(run / r["output"]) - x, load(clean[stem]) - x
-        sums[(r["dataset"], r["method"])] += [(change * residual).sum(), (change ** 2).sum(), (residual ** 2).sum()]
+        yield r["dataset"], r["method"], load(run / inputs[key]), load(run / r["output"]), load(clean[stem])
+
+
+def alignment(run: Path, hq: Path) -> list[dict]:
+    sums: dict = defaultdict(lambda: np.zeros(3))
+    for group, method, x, y, c in triples(run, hq):
+        change, residual = y - x, c - x
+        sums[(group, method)] += [(change * residual).sum(), (change ** 2).sum(), (residual ** 2).sum()]
     out = []
     for (group, method), (cr, cc, rr) in sums.items():
         out.append({"group": group, "method": method,

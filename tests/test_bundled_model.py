@@ -83,6 +83,24 @@ def test_bundled_model_restores_at_its_temperature_closer_than_a_full_draw(monke
     assert psnr(cold, clean) > psnr(hot, clean) + 0.3
 
 
+def test_bundled_model_denoises_light_noise_without_smoothing_the_photo_away(monkeypatch, astronaut):
+    """inference.json denoises with mix "auto": light noise keeps most of the input (the
+    model's own output is ~33 dB on this crop whatever the noise), heavy noise takes the
+    model's output whole (session 13: +6.1 dB at sigma 5, mix 1.0 at sigma 40)."""
+    from uare.metrics import psnr
+
+    monkeypatch.delenv("UARE_MODEL", raising=False)
+    m = UARE.from_pretrained(device="cpu")
+    assert m.config.mix == {"denoise": "auto"}
+    clean = astronaut[100:228, 150:278]
+    rng = np.random.default_rng(0)
+    light, heavy = (np.clip(clean + rng.normal(0, s, clean.shape), 0, 255).astype(np.uint8) for s in (5, 40))
+    auto, whole = m.restore(light, task="denoise"), m.restore(light, task="denoise", mix=1.0)
+    assert auto.mix < 0.7 and whole.mix == 1.0
+    assert psnr(np.asarray(auto.image), clean) > psnr(np.asarray(whole.image), clean) + 3.0
+    assert m.restore(heavy, task="denoise").mix > 0.95
+
+
 def test_bundled_autoencoder_reconstructs_above_the_old_cap(monkeypatch, astronaut):
     """The decoder tuned on a lent GPU (encoder frozen) reconstructs a 256 px crop of the
     astronaut at 33.5 dB; the 2,000-step CPU autoencoder it replaced gave 31.0 dB."""

@@ -55,6 +55,38 @@ def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(s
         script.alignment(run, hq)
 
 
+def test_mix_curve_finds_the_share_of_a_change_worth_keeping(tmp_path):
+    spec = importlib.util.spec_from_file_location("mix_curve", SCRIPT.with_name("mix_curve.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(2)
+    run, hq = tmp_path / "run", tmp_path / "hq"
+    rows = []
+    yy, xx = np.mgrid[0:48, 0:48]
+    for stem, phase in (("a", 0.0), ("b", 1.0)):
+        # smooth content: the noise estimate of mix auto must see only the noise
+        clean = 120 + 50 * np.sin(xx / 9 + phase)[..., None] * np.array([1.0, 0.8, 0.6]) + yy[..., None]
+        _save(hq / f"{stem}.png", clean)
+        x = np.asarray(Image.open(_save(run / f"in/{stem}.png", clean + rng.normal(0, 10, clean.shape))), float)
+        # "exact" removes the noise; "wrong" swaps it for as much noise again
+        outs = {"bicubic": x, "exact": clean, "wrong": clean + rng.normal(0, 10, clean.shape)}
+        for method, out in outs.items():
+            rel = f"images/{method}/{stem}.png"
+            _save(run / rel, out)
+            rows.append({"dataset": "d single:noise", "image": f"single:noise/{stem}", "method": method,
+                         "output": rel, "psnr": 0})
+    with open(run / "restore_per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    got = {r["method"]: r for r in mod.curves(run, hq)}
+    assert got["exact"]["best_share"] == 1.0 and got["exact"]["auto_share"] > 0.9
+    assert got["wrong"]["best_share"] == pytest.approx(0.5, abs=0.1)
+    assert got["wrong"]["auto_share"] == pytest.approx(0.5, abs=0.15)
+    # half of an unrelated noise swap is closer than either end (the average of two draws)
+    assert got["wrong"]["best"] > max(got["wrong"]["input"], got["wrong"]["whole"]) + 2.0
+
+
 class _PoolAE:
     """An autoencoder that keeps only 4x4 block means: blind to detail finer than that."""
 
