@@ -26,18 +26,16 @@ def _save(path: Path, a: np.ndarray) -> str:
     return str(path)
 
 
-def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(script, tmp_path):
-    rng = np.random.default_rng(0)
+def _fake_run(tmp_path: Path, cleans: dict, degrade, outputs) -> tuple[Path, Path]:
+    """An eval run folder of noise restorations: for each stem's clean image, the degraded
+    input (degrade(clean)) as `bicubic` and outputs(clean, input) -> {method: image}."""
     run, hq = tmp_path / "run", tmp_path / "hq"
     rows = []
-    for stem in ("a", "b"):
-        clean = rng.uniform(60, 190, (32, 32, 3))
-        degraded = clean + rng.normal(0, 12, clean.shape)
+    for stem, clean in cleans.items():
         _save(hq / f"{stem}.png", clean)
-        x = np.asarray(Image.open(_save(run / f"in/{stem}.png", degraded)), float)
+        x = np.asarray(Image.open(_save(run / f"in/{stem}.png", degrade(clean))), float)
         c = np.asarray(Image.open(hq / f"{stem}.png"), float)
-        outs = {"bicubic": x, "half": x + 0.5 * (c - x), "random": x + rng.normal(0, 6, x.shape)}
-        for method, out in outs.items():
+        for method, out in {"bicubic": x, **outputs(c, x)}.items():
             rel = f"images/{method}/{stem}.png"
             _save(run / rel, out)
             rows.append({"dataset": "d single:noise", "image": f"single:noise/{stem}", "method": method,
@@ -46,6 +44,14 @@ def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(s
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    return run, hq
+
+
+def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(script, tmp_path):
+    rng = np.random.default_rng(0)
+    run, hq = _fake_run(tmp_path, {s: rng.uniform(60, 190, (32, 32, 3)) for s in "ab"},
+                        lambda c: c + rng.normal(0, 12, c.shape),
+                        lambda c, x: {"half": x + 0.5 * (c - x), "random": x + rng.normal(0, 6, x.shape)})
     got = {r["method"]: r for r in script.alignment(run, hq)}
     assert set(got) == {"half", "random"}
     assert got["half"]["cosine"] > 0.97 and got["half"]["energy"] == pytest.approx(0.25, abs=0.03)
@@ -60,25 +66,13 @@ def test_mix_curve_finds_the_share_of_a_change_worth_keeping(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rng = np.random.default_rng(2)
-    run, hq = tmp_path / "run", tmp_path / "hq"
-    rows = []
     yy, xx = np.mgrid[0:48, 0:48]
-    for stem, phase in (("a", 0.0), ("b", 1.0)):
-        # smooth content: the noise estimate of mix auto must see only the noise
-        clean = 120 + 50 * np.sin(xx / 9 + phase)[..., None] * np.array([1.0, 0.8, 0.6]) + yy[..., None]
-        _save(hq / f"{stem}.png", clean)
-        x = np.asarray(Image.open(_save(run / f"in/{stem}.png", clean + rng.normal(0, 10, clean.shape))), float)
-        # "exact" removes the noise; "wrong" swaps it for as much noise again
-        outs = {"bicubic": x, "exact": clean, "wrong": clean + rng.normal(0, 10, clean.shape)}
-        for method, out in outs.items():
-            rel = f"images/{method}/{stem}.png"
-            _save(run / rel, out)
-            rows.append({"dataset": "d single:noise", "image": f"single:noise/{stem}", "method": method,
-                         "output": rel, "psnr": 0})
-    with open(run / "restore_per_image.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    # smooth content: the noise estimate of mix auto must see only the noise
+    cleans = {s: 120 + 50 * np.sin(xx / 9 + p)[..., None] * np.array([1.0, 0.8, 0.6]) + yy[..., None]
+              for s, p in (("a", 0.0), ("b", 1.0))}
+    # "exact" removes the noise; "wrong" swaps it for as much noise again
+    run, hq = _fake_run(tmp_path, cleans, lambda c: c + rng.normal(0, 10, c.shape),
+                        lambda c, x: {"exact": c, "wrong": c + rng.normal(0, 10, c.shape)})
     got = {r["method"]: r for r in mod.curves(run, hq)}
     assert got["exact"]["best_share"] == 1.0 and got["exact"]["auto_share"] > 0.9
     assert got["wrong"]["best_share"] == pytest.approx(0.5, abs=0.1)
