@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hq", type=Path, required=True, help="the clean images the run degraded")
     ap.add_argument("--crop-border", type=int, default=0, help="pixels cut from each side (4 for x4 sr)")
     args = ap.parse_args(argv)
-    print("| group | method | images | input | whole (1) | best share | auto (mean share) |\n|---|---|---|---|---|---|---|")
+    print("| group | method | images | input | whole (1) | best share | auto (mean share) |")
+    print("|---|---|---|---|---|---|---|")
     for r in curves(args.run, args.hq, args.crop_border):
         print(f"| {r['group']} | {r['method']} | {r['images']} | {r['input']:.2f} | {r['whole']:.2f} | "
               f"{r['best']:.2f} ({r['best_share']:.2f}) | {r['auto']:.2f} ({r['auto_share']:.2f}) |")

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color_fix import color_fix as apply_color_fix
-from .fidelity import auto_mix
 from .data.instructions import ANALYZE_INSTRUCTIONS, DEGRADATION_PHRASE, HIGH_ORDER_INSTRUCTION, TASK_OF_TYPE
 from .data.iqa import COMPARE_QUESTIONS, SCORE_QUESTIONS, quality_level
 from .data.responses import mentioned_types
+from .fidelity import auto_mix
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
 from .sampling import (
@@ -341,7 +341,7 @@ class UARE:
                 progress: Optional[Callable[[int, int], None]] = None,
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
                 strength: Optional[float] = None, temperature: Optional[float] = None,
-                mix: Optional[float] = None) -> Restoration:
+                mix: Union[float, str, None] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:

@@ -22,7 +22,6 @@ from ..sampling import check_mix
 from .methods import Method, MethodError, MethodSpec, MethodUnavailable, as_bool, register_method
 
 
-
 def _default_loader(folder: Optional[str]):
     try:
         from uare import UARE
