@@ -12,7 +12,7 @@ from test_eval_fakes import fake_degrade, fake_factory
 from uare.eval import EvalConfig, correlations, evaluate_iqa, evaluate_monotonic, evaluate_sr
 from uare.eval.cache import ResultCache
 from uare.eval.ours import UareMethod
-from uare.eval.methods import MethodError, create_method
+from uare.eval.methods import MethodError, create_method, parse_spec
 
 
 @pytest.fixture
@@ -229,3 +229,19 @@ def test_cli_eval_methods_lists_every_plug_in(capsys):
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert {"bicubic", "nlmeans", "richardson_lucy", "dcp", "gamma", "clahe", "realesrgan", "oidn",
             "uare", "niqe", "piqe"} <= names
+
+
+def test_a_changed_model_folder_is_run_again_not_read_from_the_cache(tmp_path, monkeypatch):
+    """The spec `uare:model=DIR` stays the same when the weights or inference.json in DIR
+    change; the cache must not hand back the old model's outputs."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "inference.json").write_text('{"steps": 4}')
+    monkeypatch.setattr(UareMethod, "loader", staticmethod(lambda f: FakeModel(f)))
+    first = create_method(f"uare:model={folder}")
+    assert first.fingerprint == create_method(f"uare:model={folder}").fingerprint != first.spec.fingerprint
+    (folder / "inference.json").write_text('{"steps": 8}')
+    assert create_method(f"uare:model={folder}").fingerprint != first.fingerprint
+    # a method with nothing behind its spec keeps the spec's key (old caches stay valid)
+    assert create_method("uare:model=runs/nowhere").fingerprint == parse_spec("uare:model=runs/nowhere").fingerprint

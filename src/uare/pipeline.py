@@ -250,6 +250,7 @@ class UARE:
         if getattr(model, "tokenizer", None) is None:
             raise ModelLoadError("the model has no tokenizer (tokenizer.json in its folder)")
         self.model = model.eval()
+        self.folder: Optional[Path] = None   # where from_pretrained loaded it (the eval's cache key)
         self.config = config or InferenceConfig()
         self.tok = model.tokenizer
         self.cfg = model.cfg
@@ -296,7 +297,9 @@ class UARE:
             config = _load_inference_config(folder)
         except (ValueError, OSError) as e:
             raise ModelLoadError(f"{folder}: cannot load the model ({e})") from e
-        return cls(model, config)
+        pipe = cls(model, config)
+        pipe.folder = folder
+        return pipe
 
     # ---- assess and compare ---------------------------------------------------------
 

@@ -6,9 +6,11 @@ One JSONL file per run folder. Each line is one finished (method, item) result:
      "input": "<digest of inputs + settings>", "metrics": {...}, "output": "images/...png",
      "seconds": 0.01, "text": null}
 
-A cached line is reused only when the method fingerprint (name + options), the input
-digest (file bytes + metric settings) and the saved output file all still match, so a
-changed method option, input image or metric setting is recomputed, never silently reused.
+A cached line is reused only when the method fingerprint (name + options, and for our
+model the files of its folder: `Method.state`), the input digest (file bytes + metric
+settings) and the saved output file all still match, so a changed method option, retrained
+weights or edited inference.json, input image or metric setting is recomputed, never
+silently reused.
 Lines are appended and fsync'd one by one (`append_jsonl`), and a torn last line from a
 killed run is ignored, so a resumed run equals a fresh one.
 """

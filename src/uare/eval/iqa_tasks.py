@@ -72,13 +72,13 @@ def _score_items(items, methods: Sequence[Method], out: Path, desc: str):
     pairs = [(it, m) for it in items for m in methods]
     for (key, path, extra), method in _progress(pairs, desc, total=len(pairs)):
         dg = digest([path], {"task": "iqa"})
-        rec = cache.get(method.spec.fingerprint, key, dg)
+        rec = cache.get(method.fingerprint, key, dg)
         if rec is None:
             try:
                 image = load_image(path)
                 t0 = time.perf_counter()
                 score = method.score(image)
-                rec = cache.put({"method": method.label, "fp": method.spec.fingerprint, "key": key,
+                rec = cache.put({"method": method.label, "fp": method.fingerprint, "key": key,
                                  "input": dg, "metrics": {"score": score}, "output": None,
                                  "seconds": time.perf_counter() - t0, "text": method.last_text})
             except RUN_ERRORS as e:

@@ -90,6 +90,20 @@ class Method:
     def label(self) -> str:
         return self.spec.label
 
+    @property
+    def fingerprint(self) -> str:
+        """Cache key of this method: its spec, and whatever else decides its outputs
+        (`state()`), so that retrained weights or edited settings behind the same spec are
+        run again, never read back from an older run's cache."""
+        state = self.state()
+        if not state:
+            return self.spec.fingerprint
+        return hashlib.sha1(f"{self.spec.fingerprint}:{state}".encode()).hexdigest()[:12]
+
+    def state(self) -> str:
+        """What, besides the spec, the outputs depend on (a digest); "" for nothing."""
+        return ""
+
     def supports(self, task: str) -> bool:
         return task in self.tasks or ("auto" in self.tasks and task != "iqa")
 

@@ -16,9 +16,11 @@ keeps. The model is loaded once per run.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..sampling import check_mix
+from .cache import digest
 from .methods import Method, MethodError, MethodSpec, MethodUnavailable, as_bool, register_method
 
 
@@ -31,6 +33,19 @@ def _default_loader(folder: Optional[str]):
         return UARE.from_pretrained(folder) if folder else UARE.from_pretrained()
     except (OSError, ValueError) as e:
         raise MethodUnavailable(f"uare: cannot load model {folder or '(bundled default)'}: {e}") from None
+
+
+def folder_state(folder) -> str:
+    """A digest of a model folder's files (weights, config, inference.json, tokenizer), so a
+    cached eval result is not reused once any of them changed: the bytes of files up to
+    256 MB, the size and modification time of larger ones (a 7B checkpoint's shards);
+    "" for no folder."""
+    if folder is None or not Path(folder).is_dir():
+        return ""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    small = [p for p in files if p.stat().st_size <= 256 << 20]
+    large = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p not in small]
+    return digest(small, {"names": [p.name for p in small], "large": large})
 
 
 def share(value):
@@ -65,6 +80,10 @@ class UareMethod(Method):
         self.temperature = self.option("temperature", None, float)
         self.mix = self.option("mix", None, share)
         self.model = type(self).loader(self.option("model", None, str))
+        self._state = folder_state(getattr(self.model, "folder", None))
+
+    def state(self) -> str:
+        return self._state
 
     def restore(self, image, task, scale=1, types=()):
         extra = {} if self.color_fix is None else {"color_fix": self.color_fix}

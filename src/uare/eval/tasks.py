@@ -152,7 +152,7 @@ def _run_one(method: Method, item: Item, lq, ref, mset: MetricSet, out: Path, dg
     text = method.last_text
     if text:   # the analysis of analyse-then-restore, saved beside the image
         write_text((out / rel).with_suffix(".txt"), text + "\n")
-    return {"method": method.label, "fp": method.spec.fingerprint, "key": item.key, "input": dg,
+    return {"method": method.label, "fp": method.fingerprint, "key": item.key, "input": dg,
             "metrics": mset(result, ref), "output": rel.as_posix(), "seconds": seconds, "text": text}
 
 
@@ -169,7 +169,7 @@ def run_items(items: Sequence[Item], methods: Sequence[Method], mset: MetricSet,
             digests[item.key] = digest([item.lq, item.ref], {**mset.settings, "task": item.task,
                                                              "scale": item.scale})
         dg = digests[item.key]
-        rec = cache.get(method.spec.fingerprint, item.key, dg)
+        rec = cache.get(method.fingerprint, item.key, dg)
         if rec is None:
             try:
                 if loaded.get("key") != item.key:   # decode each input once for all methods
