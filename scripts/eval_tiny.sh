@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MODEL=${1:-weights/uare-tiny}
 LIMIT=${2:-2}
 DEV=../shared/data/dev
-OUT=${UARE_EVAL_OUT:-runs/eval-tiny}   # one folder per model: cc15 reuses outputs found there
+OUT=${UARE_EVAL_OUT:-runs/eval-tiny}   # tables resume from the eval cache (keyed on the model's files)
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${UARE_THREADS:-1}
 U="nice -n ${UARE_NICE:-5} $PY -m uare"
@@ -71,15 +71,21 @@ fi
 
 if want cc15; then
 log "denoise on real_noise_cc15 vs OpenCV fastNlMeansDenoisingColored"
-mkdir -p $OUT/cc15/uare $OUT/cc15/nlmeans
+# outputs of the model as it is now: a folder per digest of its files (weights,
+# inference.json), so a changed model is run again instead of reusing old outputs
+STATE=$($PY -c "import sys; from uare.eval.ours import folder_state; from uare.pipeline import _resolve_folder
+print(folder_state(_resolve_folder(sys.argv[1]))[:12])" "$MODEL")
+UDIR=$OUT/cc15/uare-$STATE
+mkdir -p "$UDIR" $OUT/cc15/nlmeans
 files=$(ls $DEV/real_noise_cc15/noisy | sort | head -n $([ "$LIMIT" = 0 ] && echo 1000 || echo "$LIMIT"))
+$U restore $(for f in $files; do echo $DEV/real_noise_cc15/noisy/$f; done) --task denoise --model "$MODEL" \
+  -o "$UDIR" --skip-existing
 for f in $files; do
-  $U restore $DEV/real_noise_cc15/noisy/$f --task denoise --model "$MODEL" -o $OUT/cc15/uare/$f --skip-existing
   $PY -c "import cv2,sys; cv2.imwrite(sys.argv[2], cv2.fastNlMeansDenoisingColored(cv2.imread(sys.argv[1])))" \
     $DEV/real_noise_cc15/noisy/$f $OUT/cc15/nlmeans/$f
 done
-for m in uare nlmeans; do
-  echo "cc15 $m:"; $U metrics --pred $OUT/cc15/$m --ref $DEV/real_noise_cc15/clean --metrics psnr 2>&1 | tail -n 2
+for m in "$UDIR" $OUT/cc15/nlmeans; do
+  echo "cc15 ${m##*/}:"; $U metrics --pred "$m" --ref $DEV/real_noise_cc15/clean --metrics psnr 2>&1 | tail -n 2
 done
 fi
 log "done: tables under $OUT"
