@@ -36,15 +36,20 @@ def _default_loader(folder: Optional[str]):
 
 
 def folder_state(folder) -> str:
-    """A digest of a model folder's files (weights, config, inference.json, tokenizer), so a
-    cached eval result is not reused once any of them changed: the bytes of files up to
-    256 MB, the size and modification time of larger ones (a 7B checkpoint's shards);
-    "" for no folder."""
+    """A digest of a model folder's files (weights, config, inference.json, tokenizer; not
+    its README or other docs, which decide no output), so a cached eval result is not
+    reused once any of them changed: the bytes of files up to 256 MB, the size and
+    modification time of larger ones (a 7B checkpoint's shards); "" for no folder."""
     if folder is None or not Path(folder).is_dir():
         return ""
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
-    small = [p for p in files if p.stat().st_size <= 256 << 20]
-    large = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p not in small]
+    small, large = [], []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix not in (".md", ".txt"):
+            st = p.stat()
+            if st.st_size <= 256 << 20:
+                small.append(p)
+            else:
+                large.append((p.name, st.st_size, st.st_mtime_ns))
     return digest(small, {"names": [p.name for p in small], "large": large})
 
 
