@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,21 @@ def test_prepare_then_collect_round_trips_the_model(tmp_path, small_photo, micro
     again = load_file(str(tmp_path / "rebuilt" / "model.safetensors"))
     assert set(again) == set(sd) and all(torch.equal(again[k], sd[k]) for k in sd)
     UAREModel.from_pretrained(tmp_path / "rebuilt")
+
+    # a job that trained one tensor of the widened float16 carry: that tensor comes back
+    # as trained, every other one as the init's own float32 value, not its float16 rounding
+    trained = {k: v.clone() for k, v in wide.items()}
+    moved_key = next(k for k in keys if wide[k].is_floating_point() and wide[k].numel() > 1)
+    trained[moved_key] += 0.5
+    (tmp_path / "job").mkdir()
+    save_file(trained, str(tmp_path / "job" / "model.safetensors"))
+    shutil.copy2(micro_folder / "config.json", tmp_path / "job" / "config.json")
+    shards.pack(tmp_path / "job", tmp_path / "no-ae", tmp_path / "back16", limit=limit)
+    assert collect.main([str(tmp_path / "back16"), "--init", str(micro_folder), "-o", str(tmp_path / "r16")]) == 0
+    r16 = load_file(str(tmp_path / "r16" / "model.safetensors"))
+    assert torch.equal(r16[moved_key], trained[moved_key])
+    assert all(torch.equal(r16[k], sd[k]) for k in keys if k != moved_key)
+    assert any(not torch.equal(wide[k], sd[k]) for k in keys)   # the carry did round something
     save_file({keys[0]: sd[keys[0]]}, str(back / f"model-{n:02d}.safetensors"))   # one more, repeating
     with pytest.raises(SystemExit, match="repeats"):
         collect.main([str(back), "--init", str(micro_folder), "-o", str(tmp_path / "bad")])
