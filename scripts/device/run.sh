@@ -4,9 +4,9 @@
 #      64-sample global batch, samples built by worker processes;
 #   2. with DECODER=1, at the same time, the autoencoder's decoder fine-tuned alone
 #      (recipes/tiny/autoencoder-decoder.yaml): the encoder, and so every latent, stays bit
-#      for bit. Off by default since session 14: a decoder that reconstructed the tune photos
-#      0.4-0.5 dB better decoded the model's own latents worse (nearly every restoration row lower,
-#      model card), so a new decoder must be checked on restorations, not reconstructions.
+#      for bit. Off by default since session 14: a decoder that reconstructed the tune
+#      photos 0.4-0.5 dB better decoded the model's own latents worse (nearly every
+#      restoration row lower, model card), so judge a new decoder on restorations.
 # Both stop by the clock and write their results; the model comes back in <= 16 MB shards
 # (the device tool's file limit), reassembled here by scripts/device/collect.py.
 # Needs the folder from scripts/device/prepare.py (default .gpu) carried along.
