@@ -1,0 +1,97 @@
+"""Two `scripts/eval_tiny.sh` run folders side by side, row by row, against issue 7's rule
+for shipping a new model: every target row that passes in BASE still passes in CAND, and
+at least one row that fails in BASE passes in CAND.
+
+    python scripts/compare_runs.py runs/eval-s13luma runs/eval-s14g2o [--prompt named]
+
+A row is one preset (or the SR set) of one table: the restoration passes when its PSNR-Y
+is above the degraded input's (the `bicubic` row of the same table), SR when it beats
+bicubic up-sampling in PSNR-Y and, as a second row, in NIQE. `--prompt` picks the uare
+method of the restore tables: `named` (default; the instruction that names the
+degradations: the model card's rule), `simple` (the task's or the mix's own instruction)
+or `analyze` (assessment first). The cc15 and IQA rows have no such table: compare them by
+hand. Exit status 0 when CAND passes the rule, 1 when not, 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+TABLES = ("sr-drealsr/sr.csv", "single-imagenet_x4_synthetic/restore.csv", "single-set5_x4/restore.csv",
+          "mixed-imagenet_x4_synthetic/restore.csv", "mixed-set5_x4/restore.csv")
+
+
+def _kind(method: str) -> str:
+    if method.startswith("bicubic"):
+        return "input"
+    if not method.startswith("uare"):
+        return "other"
+    flags = method[method.find("(") + 1:method.rfind(")")].split(",")[1:]
+    return "analyze" if "analyze" in flags else "named" if "named" in flags else "simple"
+
+
+def rows(folder: Path, prompt: str) -> dict[str, tuple[float, float, bool]]:
+    """{row name: (model value, input value, higher is better)} for every table found."""
+    out = {}
+    for name in TABLES:
+        path = folder / name
+        if not path.exists():
+            continue
+        by = {}
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                by[(r["test_dataset"], _kind(r["method"]))] = r
+        sr = name.startswith("sr-")
+        for ds in dict.fromkeys(d for d, _ in by):
+            ref, got = by.get((ds, "input")), by.get((ds, "simple" if sr else prompt))
+            if ref is None or got is None:
+                continue
+            out[f"{ds} PSNR-Y"] = (float(got["psnr"]), float(ref["psnr"]), True)
+            if sr and got.get("niqe") and ref.get("niqe"):
+                out[f"{ds} NIQE"] = (float(got["niqe"]), float(ref["niqe"]), False)
+    return out
+
+
+def passes(model: float, ref: float, higher: bool) -> bool:
+    return model > ref if higher else model < ref
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base")
+    ap.add_argument("cand")
+    ap.add_argument("--prompt", choices=["named", "simple", "analyze"], default="named")
+    args = ap.parse_args(argv)
+    base, cand = (rows(Path(p), args.prompt) for p in (args.base, args.cand))
+    for p, r in ((args.base, base), (args.cand, cand)):
+        if not r:
+            print(f"{p}: no eval table with a bicubic row and a uare ({args.prompt}) row "
+                  f"under it (looked for {', '.join(TABLES)})", file=sys.stderr)
+            return 2
+    common = [k for k in base if k in cand]
+    lost, gained = [], []
+    print(f"| row | input | {args.base} | {args.cand} |\n|---|---|---|---|")
+    for k in common:
+        (b, ref, hi), (c, ref_c, _) = base[k], cand[k]
+        pb, pc = passes(b, ref, hi), passes(c, ref_c, hi)
+        if pb and not pc:
+            lost.append(k)
+        if pc and not pb:
+            gained.append(k)
+        mark = {(True, False): " **lost**", (False, True): " **gained**"}.get((pb, pc), "")
+        print(f"| {k} | {ref:.2f} | {b:.2f} {'pass' if pb else 'fail'} | {c:.2f} {'pass' if pc else 'fail'}{mark} |")
+    only = sorted(set(base) ^ set(cand))
+    if only:
+        print(f"\nrows in one folder only (not compared): {', '.join(only)}")
+    ok = not lost and bool(gained)
+    print(f"\n{len(common)} rows: passing {sum(passes(*base[k]) for k in common)} -> "
+          f"{sum(passes(*cand[k]) for k in common)}; lost {len(lost)}, gained {len(gained)}: "
+          + ("CAND passes the rule" if ok else "CAND does not pass the rule"
+             + (" (loses a passing row)" if lost else " (gains no failing row)")))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""scripts/compare_runs.py on made-up eval_tiny run folders."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "compare_runs.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(root: Path, name: str, sr: tuple[float, float], jpeg: float, noise: float, jpeg_simple: float = 0.0) -> Path:
+    """A folder with the SR table (PSNR-Y, NIQE; bicubic 30.0, 10.0) and a singles table
+    (inputs: jpeg 30.0, noise 20.0) as `scripts/eval_tiny.sh` writes them."""
+    d = root / name
+    (d / "sr-drealsr").mkdir(parents=True)
+    (d / "sr-drealsr" / "sr.csv").write_text(
+        "test_dataset,method,psnr,niqe,seconds,best\n"
+        "drealsr_x4,bicubic,30.00,10.0,0.00,\n"
+        f"drealsr_x4,uare(model=weights/m),{sr[0]:.2f},{sr[1]},1.0,\n")
+    (d / "single-set5_x4").mkdir()
+    rows = ["test_dataset,method,psnr,seconds,best"]
+    for preset, inp, got in (("single:jpeg", 30.0, jpeg), ("single:noise", 20.0, noise)):
+        rows += [f"set5_x4 {preset},bicubic,{inp:.2f},0.00,",
+                 f"set5_x4 {preset},uare(model=weights/m),{jpeg_simple or got:.2f},1.0,",
+                 f'set5_x4 {preset},"uare(model=weights/m,named)",{got:.2f},1.0,']
+    (d / "single-set5_x4" / "restore.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def test_the_rule_needs_a_gain_and_no_loss(script, tmp_path, capsys):
+    base = _run(tmp_path, "base", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)      # passes: NIQE, noise
+    gain = _run(tmp_path, "gain", sr=(29.5, 9.5), jpeg=30.2, noise=24.0)      # + jpeg, noise kept
+    lose = _run(tmp_path, "lose", sr=(30.5, 9.0), jpeg=29.9, noise=19.0)      # + SR PSNR, - noise
+    same = _run(tmp_path, "same", sr=(29.0, 11.0), jpeg=29.9, noise=25.0)     # - NIQE
+    assert script.main([str(base), str(gain)]) == 0
+    out = capsys.readouterr().out
+    assert "set5_x4 single:jpeg PSNR-Y | 30.00 | 29.50 fail | 30.20 pass **gained**" in out
+    assert "4 rows: passing 2 -> 3; lost 0, gained 1: CAND passes the rule" in out
+    assert script.main([str(base), str(lose)]) == 1
+    assert "(loses a passing row)" in capsys.readouterr().out
+    assert script.main([str(base), str(same)]) == 1
+    assert "drealsr_x4 NIQE | 10.00 | 9.00 pass | 11.00 fail **lost**" in capsys.readouterr().out
+    assert script.main([str(base), str(base)]) == 1
+    assert "(gains no failing row)" in capsys.readouterr().out
+
+
+def test_prompt_picks_the_method(script, tmp_path, capsys):
+    base = _run(tmp_path, "base", sr=(29.0, 9.0), jpeg=29.5, noise=25.0, jpeg_simple=29.0)
+    cand = _run(tmp_path, "cand", sr=(29.0, 9.0), jpeg=29.5, noise=25.0, jpeg_simple=30.5)
+    assert script.main([str(base), str(cand)]) == 1                     # named: nothing moved
+    assert script.main([str(base), str(cand), "--prompt", "simple"]) == 0
+    assert "30.50 pass **gained**" in capsys.readouterr().out
+
+
+def test_a_folder_without_tables_is_an_error(script, tmp_path, capsys):
+    base = _run(tmp_path, "base", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)
+    (tmp_path / "empty").mkdir()
+    assert script.main([str(base), str(tmp_path / "empty")]) == 2
+    assert "empty: no eval table" in capsys.readouterr().err
