@@ -11,6 +11,7 @@ from uare.metrics import weights
 from uare.metrics.backbones import Backbone, L2Pool
 from uare.metrics.dists_net import DISTS
 from uare.metrics.lpips_net import LPIPS
+from script_helpers import load_script
 
 
 @pytest.fixture
@@ -110,11 +111,6 @@ def test_missing_weights_give_an_error_naming_files_and_folders(tmp_path, monkey
 
 
 def test_conversion_script_writes_the_file_names_the_loader_expects():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "convert_metric_weights.py"
-    spec = importlib.util.spec_from_file_location("convert_metric_weights", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)  # defines functions only; torchvision is imported lazily
+    # defines functions only; torchvision is imported lazily
+    script = load_script("scripts/convert_metric_weights.py")
     assert script.FILES == weights.FILES

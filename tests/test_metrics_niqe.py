@@ -1,9 +1,7 @@
 """NIQE and the MATLAB-style resize behind its second scale."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +12,8 @@ from uare.metrics.niqe import block_features, niqe_features
 from uare.metrics.nss import aggd_fit, to_blocks
 from uare.metrics.resize import imresize, resize_matrix
 from image_helpers import noisy_and_blurred
+from script_helpers import load_script
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _matlab_weights_by_loop(in_len: int, out_len: int, scale: float) -> np.ndarray:
@@ -79,9 +77,7 @@ def test_niqe_refuses_images_smaller_than_two_blocks(small_photo):
 
 
 def test_niqe_matches_basicsr_within_one_percent_when_its_sdist_is_present(coffee):
-    spec = importlib.util.spec_from_file_location("uare_bench_metrics", BENCH / "metrics.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/metrics.py", "uare_bench_metrics")
     root = bench.find_sdist(None)
     if root is None:
         pytest.skip("BasicSR 1.4.2 sdist not found (see bench/metrics.py for how to fetch it)")

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-SCRIPT = Path(__file__).parents[1] / "scripts" / "change_alignment.py"
+from script_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("change_alignment", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/change_alignment.py")
 
 
 def _save(path: Path, a: np.ndarray) -> str:
@@ -62,9 +57,7 @@ def test_a_change_towards_the_clean_image_aligns_and_an_unrelated_one_does_not(s
 
 
 def test_mix_curve_finds_the_share_of_a_change_worth_keeping(tmp_path):
-    spec = importlib.util.spec_from_file_location("mix_curve", SCRIPT.with_name("mix_curve.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/mix_curve.py")
     rng = np.random.default_rng(2)
     yy, xx = np.mgrid[0:48, 0:48]
     # smooth content: the noise estimate of mix auto must see only the noise
@@ -94,9 +87,7 @@ class _PoolAE:
 
 
 def test_the_latent_ceiling_is_the_input_for_a_defect_the_autoencoder_cannot_see():
-    spec = importlib.util.spec_from_file_location("latent_ceiling", SCRIPT.with_name("latent_ceiling.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/latent_ceiling.py")
     from uare.metrics.psnr_ssim import psnr
 
     def p(a, b):

@@ -1,9 +1,7 @@
 """scripts/train_autoencoder.py: decoder-only continuation and the time box."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,16 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from uare.model.autoencoder import Autoencoder
 from uare.model.config import AutoencoderConfig
+from script_helpers import load_script
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "train_autoencoder.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_autoencoder", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/train_autoencoder.py")
 
 
 def _setup(tmp_path, small_photo):

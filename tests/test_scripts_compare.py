@@ -1,20 +1,15 @@
 """scripts/compare_runs.py on made-up eval_tiny run folders."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).parents[1] / "scripts" / "compare_runs.py"
+from script_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/compare_runs.py")
 
 
 def _run(root: Path, name: str, sr: tuple[float, float], jpeg: float, noise: float, jpeg_simple: float = 0.0) -> Path:

@@ -1,7 +1,6 @@
 """scripts/device/{prepare,collect}.py and scripts/pretrain_vit.py on a micro model."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from script_helpers import load_script
 from train_helpers import micro_config
 from uare.model import UAREModel, build_model
 
@@ -22,11 +22,7 @@ SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 def _load(rel: str):
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, SCRIPTS / rel)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"scripts/{rel}")
 
 
 @pytest.fixture
