@@ -28,7 +28,8 @@ def _kind(method: str) -> str:
         return "input"
     if not method.startswith("uare"):
         return "other"
-    flags = method[method.find("(") + 1:method.rfind(")")].split(",")[1:]
+    # labels are MethodSpec.label: "uare(model=DIR,named)", or "uare(named)" for the default model
+    flags = method[method.find("(") + 1:method.rfind(")")].split(",") if "(" in method else []
     return "analyze" if "analyze" in flags else "named" if "named" in flags else "simple"
 
 

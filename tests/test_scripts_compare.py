@@ -61,3 +61,11 @@ def test_a_folder_without_tables_is_an_error(script, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert script.main([str(base), str(tmp_path / "empty")]) == 2
     assert "empty: no eval table" in capsys.readouterr().err
+
+
+def test_method_kinds_read_from_eval_labels(script):
+    assert script._kind("bicubic") == "input"
+    assert script._kind("uare") == script._kind("uare(model=weights/m)") == "simple"
+    assert script._kind("uare(named)") == script._kind("uare(model=weights/m,named)") == "named"
+    assert script._kind("uare(model=weights/m,steps=8,analyze)") == "analyze"
+    assert script._kind("realesrgan") == "other"
