@@ -47,6 +47,18 @@ def test_bundled_model_assesses_and_restores_a_small_photo(monkeypatch, astronau
     assert r.image.size == (64, 64)
 
 
+def test_bundled_model_compares_a_clean_crop_above_its_noisy_copy_in_either_order(monkeypatch, astronaut):
+    """Its written comparison cannot tell its two images apart (the same verdict in both
+    orders, model card), so it compares by its scores (inference.json `compare`)."""
+    monkeypatch.delenv("UARE_MODEL", raising=False)
+    m = UARE.from_pretrained(device="cpu")
+    clean = astronaut[100:228, 150:278]
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    ab, ba = m.compare(clean, noisy), m.compare(noisy, clean)
+    assert (ab.method, ab.preferred, ba.preferred) == ("scores", "A", "B")
+    assert ab.scores[0] > ab.scores[1] and ab.probability > 0.5
+
+
 def test_bundled_model_denoises_heavy_noise_and_keeps_a_clean_photo(monkeypatch, astronaut):
     """The shipped weights restore rather than invent: heavy Gaussian noise comes out
     closer to the clean photo than the noisy input (session 1's model, 15 dB from any

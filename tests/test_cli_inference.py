@@ -187,6 +187,20 @@ def test_compare_json_with_a_reference(model_dir, tmp_path, small_photo, capsys)
     assert row["preferred"] in ("A", "B") and 0.5 <= row["probability"] <= 1.0 and "text" in row
 
 
+def test_compare_method_scores_reports_both_scores(model_dir, tmp_path, small_photo, capsys):
+    paths = []
+    for k, arr in enumerate([small_photo[:24, :24], small_photo[24:48, :24]]):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(arr).save(paths[-1])
+    assert main(["compare", *map(str, paths), "--method", "scores", "--model", str(model_dir), "--json"]) == 0
+    (row,) = _json_lines(capsys.readouterr().out)
+    assert row["method"] == "scores" and len(row["scores"]) == 2
+    assert row["preferred"] == ("A" if row["scores"][0] >= row["scores"][1] else "B")
+    with pytest.raises(SystemExit) as e:
+        main(["compare", *map(str, paths), "--method", "votes", "--model", str(model_dir)])
+    assert e.value.code == 2
+
+
 def test_compare_with_a_bad_file_fails_with_its_name(model_dir, tmp_path, small_photo, capsys):
     Image.fromarray(small_photo[:16, :16]).save(tmp_path / "ok.png")
     (tmp_path / "void.png").write_bytes(b"")

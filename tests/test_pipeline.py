@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -205,6 +206,60 @@ def test_compare_returns_the_winner_with_a_probability_of_at_least_a_half(uare, 
     r = uare.compare(noisy, small_photo, ref=small_photo)
     assert r.preferred in ("A", "B") and 0.5 <= r.probability <= 1.0
     assert uare.compare(small_photo, noisy) == c
+
+
+def test_compare_by_answer_does_not_depend_on_the_order_of_the_images(uare, small_photo):
+    """The verdict is read with the images in both orders and averaged: swapping A and B
+    swaps the winner and keeps its probability (a single reading of a random model
+    prefers one position, whatever the images)."""
+    noisy = np.clip(small_photo + np.random.default_rng(1).normal(0, 25, small_photo.shape), 0, 255).astype(np.uint8)
+    for ref in (None, small_photo):
+        ab = uare.compare(small_photo, noisy, ref=ref, method="answer")
+        ba = uare.compare(noisy, small_photo, ref=ref, method="answer")
+        assert ab.method == ba.method == "answer" and ab.scores is None
+        assert ab.probability == pytest.approx(ba.probability, abs=1e-5)
+        if ab.probability > 0.5 + 1e-5:
+            assert {ab.preferred, ba.preferred} == {"A", "B"}
+
+
+def test_compare_by_scores_prefers_the_higher_assessment(uare, small_photo):
+    noisy = np.clip(small_photo + np.random.default_rng(1).normal(0, 25, small_photo.shape), 0, 255).astype(np.uint8)
+    sa, sb = uare.assess(small_photo).score, uare.assess(noisy).score
+    c = uare.compare(small_photo, noisy, method="scores")
+    assert c.method == "scores" and c.scores == pytest.approx((sa, sb))
+    assert c.preferred == ("A" if sa >= sb else "B") and 0.5 <= c.probability <= 1.0
+    r = uare.compare(noisy, small_photo, method="scores")
+    assert r.preferred != c.preferred and r.probability == pytest.approx(c.probability)
+    assert f"Overall, image {c.preferred} is better" in c.text and "reference was not used" not in c.text
+    assert "reference was not used" in uare.compare(small_photo, noisy, ref=small_photo, method="scores").text
+
+
+def test_compare_auto_uses_scores_without_a_reference_and_the_answer_with_one(uare, small_photo):
+    assert uare.config.compare == "answer"    # the default for a model folder that says nothing
+    assert uare.compare(small_photo, small_photo[::-1]).method == "answer"
+    assert uare.compare(small_photo, small_photo[::-1], method="auto").method == "scores"
+    assert uare.compare(small_photo, small_photo[::-1], ref=small_photo, method="auto").method == "answer"
+    with pytest.raises(ValueError, match="compare method must be one of"):
+        uare.compare(small_photo, small_photo, method="votes")
+    with pytest.raises(ValueError, match="inference compare must be one of"):
+        InferenceConfig.from_dict({"compare": "votes"})
+
+
+def test_p_first_better_is_thurstones_rule_on_the_level_readings():
+    def reading(*p):
+        return torch.tensor(p, dtype=torch.float64).clamp_min(1e-30).log()
+
+    good, poor = reading(0, 0.1, 0.2, 0.4, 0.3), reading(0.3, 0.4, 0.2, 0.1, 0)
+    assert pipeline._p_first_better(good, poor) > 0.9
+    assert pipeline._p_first_better(good, poor) + pipeline._p_first_better(poor, good) == pytest.approx(1.0)
+    assert pipeline._p_first_better(good, good) == pytest.approx(0.5)
+    # no spread: certainty, or a tie
+    sure4, sure2 = reading(0, 0, 0, 1, 0), reading(0, 1, 0, 0, 0)
+    assert pipeline._p_first_better(sure4, sure2) == 1.0 and pipeline._p_first_better(sure2, sure2) == 0.5
+    # two readings one level apart with unit spread each: Phi(1 / sqrt(2))
+    a, b = reading(0, 0.5, 0, 0.5, 0), reading(0.5, 0, 0.5, 0, 0)
+    assert pipeline._level_moments(a) == pytest.approx((3.0, 1.0))
+    assert pipeline._p_first_better(a, b) == pytest.approx(0.5 * (1 + math.erf(0.5)))
 
 
 def test_restore_keeps_the_size_and_sr_gives_four_times(uare, astronaut):

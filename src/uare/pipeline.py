@@ -57,6 +57,15 @@ DEFAULT_FOLDERS = (Path(__file__).resolve().parent / "weights" / "uare-tiny",
                    Path(__file__).resolve().parents[2] / "weights" / "uare-tiny")
 
 
+COMPARE_METHODS = ("auto", "answer", "scores")
+
+
+def check_compare_method(method: str, what: str = "compare method") -> str:
+    if method not in COMPARE_METHODS:
+        raise ValueError(f"{what} must be one of {', '.join(COMPARE_METHODS)}, got {method!r}")
+    return method
+
+
 def _verdict_of_levels(logp: torch.Tensor) -> str:
     """What follows SCORE_PREFIX for the level reading: its level and expected score."""
     score = level_score(logp, range(len(LEVELS)))
@@ -79,6 +88,29 @@ def _verdict_of_ab(logp: torch.Tensor) -> str:
     return " " + _winner(logp)[0]
 
 
+def _swap_ab(logp: torch.Tensor) -> torch.Tensor:
+    """An A/B reading taken with the images in the other order, as a reading of this order."""
+    return logp.flip(0)
+
+
+def _level_moments(logp: torch.Tensor) -> tuple[float, float]:
+    """Mean and variance of the score (levels 1..5) under a level reading."""
+    p = torch.softmax(logp.float(), 0)
+    s = torch.arange(1, p.numel() + 1, dtype=p.dtype)
+    mean = float((p * s).sum())
+    return mean, float((p * (s - mean) ** 2).sum())
+
+
+def _p_first_better(a: torch.Tensor, b: torch.Tensor) -> float:
+    """P(image A's quality > image B's) from their level readings: Thurstone's case with
+    each image's own spread, Phi((mean_A - mean_B) / sqrt(var_A + var_B))."""
+    (ma, va), (mb, vb) = _level_moments(a), _level_moments(b)
+    spread = math.sqrt(va + vb)
+    if spread < 1e-12:
+        return 0.5 if ma == mb else float(ma > mb)
+    return 0.5 * (1.0 + math.erf((ma - mb) / (spread * math.sqrt(2.0))))
+
+
 class ModelLoadError(ValueError):
     """No usable model at the given (or default) place; the message says what to pass."""
 
@@ -93,8 +125,10 @@ class Assessment:
 @dataclass
 class Comparison:
     preferred: str       # "A" or "B"
-    probability: float   # P(preferred) from the A/B token probabilities, in [0.5, 1]
+    probability: float   # P(preferred), in [0.5, 1] (how it is read: UARE.compare)
     text: str
+    method: str = "answer"                           # "answer" or "scores" (UARE.compare)
+    scores: Optional[tuple[float, float]] = None     # A's and B's assess scores, method "scores"
 
 
 @dataclass
@@ -132,6 +166,9 @@ class InferenceConfig:
     # so): the reading no longer waits on the greedy text reaching the prefix, and an
     # answer cannot drift into another task's layout (a comparison) before its verdict
     score_first: bool = False
+    # compare: "answer" (the model's written comparison), "scores" (each image assessed
+    # alone) or "auto" (scores without a reference, the answer with one); UARE.compare
+    compare: str = "answer"
     sample_posterior: bool = True           # Bagel encodes the condition with a sample
     # output = input + decode(restored latent) - decode(input latent) instead of
     # decode(restored latent): for a small autoencoder whose reconstruction error would
@@ -181,6 +218,7 @@ class InferenceConfig:
     def __post_init__(self):
         if self.iqa_views < 1:
             raise ValueError(f"iqa_views must be at least 1, got {self.iqa_views}")
+        check_compare_method(self.compare, "inference compare")
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceConfig":
@@ -306,7 +344,10 @@ class UARE:
     @torch.inference_mode()
     def assess(self, image: ImageLike) -> Assessment:
         """Score in [1, 5] (continuous, deterministic), its level and the model's answer."""
-        img = load_image(image)
+        return self._assess(load_image(image))[0]
+
+    def _assess(self, img: Image.Image) -> tuple[Assessment, torch.Tensor]:
+        """assess, and the pooled level reading its score comes from."""
         views = self._iqa_views(img)
         question = self.tok.encode(ASSESS_QUESTION)
         others = self._read_views(views[1:], question, SCORE_PREFIX, self.level_seqs) if len(views) > 1 else []
@@ -320,21 +361,61 @@ class UARE:
         text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs,
                                            lambda lp: _verdict_of_levels(pooled(lp)),
                                            opens=self.config.score_first)
-        score = level_score(pooled(logp), range(len(LEVELS)))
-        return Assessment(score=score, level=quality_level(score), text=text)
+        reading = pooled(logp)
+        score = level_score(reading, range(len(LEVELS)))
+        return Assessment(score=score, level=quality_level(score), text=text), reading
 
     @torch.inference_mode()
-    def compare(self, a: ImageLike, b: ImageLike, ref: Optional[ImageLike] = None) -> Comparison:
-        """Which of A and B is better (against `ref` when given), P(winner) and the analysis."""
-        images = ([load_image(ref)] if ref is not None else []) + [load_image(a), load_image(b)]
-        ctx = self.model.new_context()
-        for img in images:
-            self._prefill_vit(ctx, img)
-        question = COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION
-        self.model.prefill_text(ctx, self.tok.encode(question))
-        text, logp = self._answer_and_read(ctx, COMPARE_PREFIX, self.ab_seqs, _verdict_of_ab)
-        preferred, probability = _winner(logp)
-        return Comparison(preferred=preferred, probability=probability, text=text)
+    def compare(self, a: ImageLike, b: ImageLike, ref: Optional[ImageLike] = None,
+                method: Optional[str] = None) -> Comparison:
+        """Which of A and B is better (against `ref` when given), P(winner) and the analysis.
+
+        method "answer": the model's written comparison, its verdict read at "Overall,
+        image" with the images given in both orders and the two readings averaged, so the
+        order cannot decide: a model that cannot tell its two images apart says 0.5, not a
+        confident "A". The answer kept is the one in the given order, its verdict the
+        averaged one. "scores": each image assessed alone (`assess`), the higher score
+        preferred, P(A better) by Thurstone's rule from the two level readings; a
+        reference is not used. "auto": scores without a reference, the answer with one.
+        None: the model's setting (inference.json `compare`).
+        """
+        method = check_compare_method(self.config.compare if method is None else method)
+        if method == "auto":
+            method = "scores" if ref is None else "answer"
+        a_img, b_img = load_image(a), load_image(b)
+        if method == "scores":
+            return self._compare_by_scores(a_img, b_img, with_ref=ref is not None)
+        head = [load_image(ref)] if ref is not None else []
+        question = self.tok.encode(COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION)
+
+        def asked(images: list) -> object:
+            ctx = self.model.new_context()
+            for img in images:
+                self._prefill_vit(ctx, img)
+            self.model.prefill_text(ctx, question)
+            return ctx
+
+        swapped = _swap_ab(self._answer_and_read(asked(head + [b_img, a_img]), COMPARE_PREFIX, self.ab_seqs,
+                                                 _verdict_of_ab, finish=False)[1])
+
+        def debiased(logp: torch.Tensor) -> torch.Tensor:
+            return _mean_reading([logp, swapped])
+
+        text, logp = self._answer_and_read(asked(head + [a_img, b_img]), COMPARE_PREFIX, self.ab_seqs,
+                                           lambda lp: _verdict_of_ab(debiased(lp)))
+        preferred, probability = _winner(debiased(logp))
+        return Comparison(preferred=preferred, probability=probability, text=text, method="answer")
+
+    def _compare_by_scores(self, a: Image.Image, b: Image.Image, with_ref: bool = False) -> Comparison:
+        (ra, la), (rb, lb) = self._assess(a), self._assess(b)
+        p_a = _p_first_better(la, lb)
+        preferred, probability = ("A", p_a) if ra.score >= rb.score else ("B", 1.0 - p_a)
+        text = (f"Image A: {ra.text} Image B: {rb.text} Overall, image {preferred} is better in "
+                f"perceptual quality (score {ra.score:.2f} against {rb.score:.2f}).")
+        if with_ref:
+            text += " The reference was not used: this verdict compares the two quality scores."
+        return Comparison(preferred=preferred, probability=max(probability, 0.5), text=text,
+                          method="scores", scores=(ra.score, rb.score))
 
     # ---- restore --------------------------------------------------------------------
 
@@ -595,7 +676,7 @@ class UARE:
 
     def _answer_and_read(self, ctx, prefix: str, words: list[list[int]],
                          verdict: Callable[[torch.Tensor], str],
-                         opens: bool = False) -> tuple[str, torch.Tensor]:
+                         opens: bool = False, finish: bool = True) -> tuple[str, torch.Tensor]:
         """Generate the answer; return it with log P(word | answer up to prefix, prefix)
         for each word's token sequence, shape (len(words),).
 
@@ -605,7 +686,8 @@ class UARE:
         what the returned score says, and what follows is conditioned on it. With `opens`
         the answer starts with the prefix, written, not generated. When the answer never
         reaches the prefix, the reading is taken in a fork fed with the answer's head and
-        the prefix, and the answer is left as it is."""
+        the prefix, and the answer is left as it is. finish=False: stop at the reading
+        (only the reading is wanted; the text returned is the answer's head)."""
         cfg = self.config.answer
         with self._decode_threads():
             gen = ctx.fork()
@@ -619,6 +701,8 @@ class UARE:
                 head_text = text.split(prefix)[0].strip()
                 return text, self._read_at(ctx, f"{head_text} {prefix}" if head_text else prefix, words)
             logp = self._sequence_logprobs(gen, logits, words)
+            if not finish:
+                return self.tok.decode(head).strip(), logp
             written = self.tok.encode(verdict(logp))
             logits = self._in_vocab(self.model.extend_text(gen, written)[0])
             left = cfg.max_new_tokens - len(head) - len(written)

@@ -1,7 +1,8 @@
-"""`uare compare IMAGE_A IMAGE_B [--ref REF] [--json]`: which is better, how sure, and why."""
+"""`uare compare IMAGE_A IMAGE_B [--ref REF] [--method M] [--json]`: which is better, how sure, and why."""
 from __future__ import annotations
 
 from ..cli import emit_json, info
+from ..pipeline import COMPARE_METHODS
 from .assess import add_model_arguments, open_model
 
 
@@ -10,6 +11,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("image_b", metavar="IMAGE_B")
     parser.add_argument("--ref", metavar="REF", default=None,
                         help="reference image: judge fidelity to it as well as perceptual quality")
+    parser.add_argument("--method", choices=COMPARE_METHODS, default=None,
+                        help="answer: the model's written verdict, read with A and B in both orders; "
+                             "scores: each image assessed alone, the higher score wins (no reference); "
+                             "auto: scores without --ref, the answer with it; default: the model's setting")
     add_model_arguments(parser)
 
 
@@ -25,10 +30,11 @@ def run(args) -> int:
             emit_json({"a": args.image_a, "b": args.image_b, "ref": args.ref, "error": str(e)})
         return 1
     model = open_model(args)
-    c = model.compare(images[0], images[1], ref=ref)
+    c = model.compare(images[0], images[1], ref=ref, method=args.method)
     if args.json:
         emit_json({"a": args.image_a, "b": args.image_b, "ref": args.ref, "preferred": c.preferred,
-                   "probability": round(c.probability, 4), "text": c.text})
+                   "probability": round(c.probability, 4), "method": c.method,
+                   "scores": [round(s, 4) for s in c.scores] if c.scores else None, "text": c.text})
     else:
         winner = args.image_a if c.preferred == "A" else args.image_b
         print(f"preferred: {c.preferred} ({winner}), probability {c.probability:.3f}")

@@ -12,10 +12,9 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
+from ..pipeline import TASKS
 from ..sampling import check_mix, check_strength, check_temperature
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
-
-TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
 
 
 def add_arguments(parser) -> None:
