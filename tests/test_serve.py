@@ -25,6 +25,15 @@ class _A:
 
 
 @dataclass
+class _C:
+    preferred: str
+    probability: float
+    text: str
+    method: str
+    scores: Optional[tuple]
+
+
+@dataclass
 class _R:
     image: Image.Image
     text: Optional[str]
@@ -41,6 +50,13 @@ class FakeModel:
     def assess(self, image):
         self.calls.append(("assess", image.size))
         return _A(1 + 4 * float(np.asarray(image).mean()) / 255, "fair", "fake")
+
+    def compare(self, a, b, ref=None, method=None):
+        if method not in (None, "auto", "answer", "scores"):
+            raise ValueError(f"compare method must be one of auto, answer, scores, got {method!r}")
+        self.calls.append(("compare", a.size, b.size, None if ref is None else ref.size, method))
+        sa, sb = self.assess(a).score, self.assess(b).score
+        return _C("A" if sa >= sb else "B", 0.75, "fake comparison", method or "scores", (sa, sb))
 
     def restore(self, image, task="auto", analyze=False, steps=None, **extra):
         if task not in ("auto", "sr", "denoise"):
@@ -83,6 +99,7 @@ def test_page_and_info(served):
     base, _ = served
     page = urllib.request.urlopen(base + "/", timeout=30).read().decode()
     assert "<select id=\"task\">" in page and 'value="denoise"' in page and "fake" in page
+    assert 'id="compare"' in page and "/api/compare" in page
     assert 'id="types"' in page and "raindrop" in page and "{types}" not in page
     info = json.loads(urllib.request.urlopen(base + "/api/info", timeout=30).read())
     assert info["model"] == "fake" and "sr" in info["tasks"]
@@ -105,6 +122,25 @@ def test_assess_and_restore_round_trip(served):
     assert status == 200 and model.extra == {"types": None, "temperature": 0.0}
     status, r = _post(base + "/api/restore?task=denoise&mix=0.5&temperature=", _png(img))
     assert status == 200 and model.extra == {"types": None, "mix": 0.5}
+
+
+def test_compare_takes_two_images_as_json(served):
+    base, model = served
+    dark, bright = _png(np.full((8, 8, 3), 20, np.uint8)), _png(np.full((12, 8, 3), 200, np.uint8))
+    body = {"a": base64.b64encode(dark).decode(), "b": "data:image/png;base64," + base64.b64encode(bright).decode()}
+    status, c = _post(base + "/api/compare?method=scores", json.dumps(body).encode())
+    assert status == 200 and c["preferred"] == "B" and c["method"] == "scores" and len(c["scores"]) == 2
+    assert model.calls[-3] == ("compare", (8, 8), (8, 12), None, "scores")
+    status, c = _post(base + "/api/compare", json.dumps({**body, "ref": body["a"]}).encode())
+    assert status == 200 and model.calls[-3] == ("compare", (8, 8), (8, 12), (8, 8), None)
+    for bad, why in ((b"{", "not JSON"), (b"[1]", "must be a JSON object"),
+                     (json.dumps({"a": body["a"]}).encode(), "missing image 'b'"),
+                     (json.dumps({**body, "b": "***"}).encode(), "b: not base64"),
+                     (json.dumps({**body, "b": base64.b64encode(b"text").decode()}).encode(), "b: cannot read image")):
+        status, e = _post(base + "/api/compare", bad)
+        assert status == 400 and why in e["error"], (bad, e)
+    status, e = _post(base + "/api/compare?method=votes", json.dumps(body).encode())
+    assert status == 400 and "compare method" in e["error"]
 
 
 def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
@@ -145,6 +181,9 @@ def test_serve_runs_the_bundled_model(monkeypatch, astronaut):
         assert status == 200 and 1.0 <= a["score"] <= 5.0 and a["text"]
         status, r = _post(base + "/api/restore?task=denoise", _png(astronaut[:64, :64]))
         assert status == 200 and (r["width"], r["height"]) == (64, 64)
+        status, c = _post(base + "/api/compare", json.dumps({"a": r["image"], "b": base64.b64encode(
+            _png(astronaut[:64, :64])).decode()}).encode())
+        assert status == 200 and c["preferred"] in ("A", "B") and c["method"] == "scores"
     finally:
         server.shutdown()
         server.server_close()

@@ -1,4 +1,4 @@
-"""`uare serve [--model DIR] [--host H] [--port P]`: a local web page to assess and restore.
+"""`uare serve [--model DIR] [--host H] [--port P]`: a local web page to assess, compare and restore.
 
 Standard library only (http.server), so the page costs no dependency. The browser posts
 the image's bytes; the model answers one request at a time (a lock: on a 2-core CPU two
@@ -8,6 +8,10 @@ at once would only slow both). JSON API, also usable without the page:
     POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S&temperature=T&mix=M
                                           body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
+    POST /api/compare?method=auto|answer|scores
+                                          body: JSON {"a": image, "b": image, "ref": image or null},
+                                          each image base64 or a data URL
+                                          -> {preferred: "A"|"B", probability, method, scores, text, seconds}
     GET  /api/info                        -> {model, tasks}
 
 A bad upload gets HTTP 400 with the reason, an oversized one 413; the server goes on.
@@ -99,8 +103,12 @@ def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int =
         def do_POST(self):
             url = urlparse(self.path)
             try:
-                image = self._upload()
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/compare":
+                    images = self._json_images(("a", "b"), ("ref",))
+                    self._json(200, self._locked(lambda: _compare(model, images, query)))
+                    return
+                image = self._upload()
                 if url.path == "/api/assess":
                     self._json(200, self._locked(lambda: _assess(model, image)))
                 elif url.path == "/api/restore":
@@ -110,19 +118,40 @@ def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int =
             except ApiError as e:
                 self._json(e.status, {"error": str(e)})
 
-        def _upload(self):
-            from ..imageio import ImageError, load_image_bytes
-
+        def _body(self) -> bytes:
             size = int(self.headers.get("Content-Length") or 0)
             if size > max_upload:
                 # the body is not read: close the connection rather than drain it
                 self.close_connection = True
                 raise ApiError(413, f"upload of {size / MB:.1f} MB is over the limit of {max_upload / MB:.0f} MB")
-            name = self.headers.get("X-Filename") or "upload"
+            return self.rfile.read(size)
+
+        def _upload(self):
+            return _decode_image(self._body(), self.headers.get("X-Filename") or "upload")
+
+        def _json_images(self, required: tuple, optional: tuple) -> dict:
+            """{key: PIL image or None} from a JSON body of base64 images or data URLs."""
             try:
-                return load_image_bytes(self.rfile.read(size), name)
-            except ImageError as e:
-                raise ApiError(400, str(e)) from None
+                body = json.loads(self._body() or b"null")
+            except ValueError as e:
+                raise ApiError(400, f"the body is not JSON ({e})") from None
+            if not isinstance(body, dict):
+                raise ApiError(400, 'the body must be a JSON object {"a": image, "b": image, "ref": image}')
+            missing = [k for k in required if not body.get(k)]
+            if missing:
+                raise ApiError(400, f"missing image {', '.join(map(repr, missing))}")
+            out = {}
+            for k in required + optional:
+                v = body.get(k)
+                if not v:
+                    out[k] = None
+                    continue
+                try:
+                    data = base64.b64decode(str(v).split(",", 1)[-1], validate=True)
+                except ValueError:
+                    raise ApiError(400, f"{k}: not base64 or a data URL") from None
+                out[k] = _decode_image(data, k)
+            return out
 
         @staticmethod
         def _locked(fn):
@@ -133,6 +162,24 @@ def make_server(model, host: str = "127.0.0.1", port: int = 0, max_upload: int =
                     raise ApiError(400, str(e)) from None
 
     return ThreadingHTTPServer((host, port), Handler)
+
+
+def _decode_image(data: bytes, name: str):
+    from ..imageio import ImageError, load_image_bytes
+
+    try:
+        return load_image_bytes(data, name)
+    except ImageError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _compare(model, images: dict, query: dict) -> dict:
+    t = time.perf_counter()
+    c = model.compare(images["a"], images["b"], ref=images["ref"], method=query.get("method") or None)
+    return {"preferred": c.preferred, "probability": round(float(c.probability), 4),
+            "method": getattr(c, "method", None),
+            "scores": [round(float(v), 4) for v in c.scores] if getattr(c, "scores", None) else None,
+            "text": c.text, "seconds": round(time.perf_counter() - t, 3)}
 
 
 def _assess(model, image) -> dict:
@@ -175,7 +222,7 @@ img{max-width:100%;border:1px solid #ccc;image-rendering:auto}
 pre{white-space:pre-wrap;background:#f4f4f4;padding:8px}
 .err{color:#b00}button{margin-right:8px}
 </style></head><body>
-<h2>uare: assess and restore</h2>
+<h2>uare: assess, compare and restore</h2>
 <p>Model: {name}. Images stay on this machine.</p>
 <p><input type="file" id="file" accept="image/*">
 task <select id="task">{tasks}</select>
@@ -191,12 +238,17 @@ task <select id="task">{tasks}</select>
  title="share of the model's change kept, in [0, 1]: 1 its output, lower moves back toward the input; empty: the model's setting"></label>
 <button id="assess">Assess</button><button id="restore">Restore</button>
 <span id="status"></span></p>
+<p>Compare the input (A) with <input type="file" id="fileb" accept="image/*"
+ title="empty: the last output"> (B; empty: the last output)
+<button id="compare">Compare</button></p>
 <div class="row"><div class="col"><h3>Input</h3><img id="in"></div>
 <div class="col"><h3>Output</h3><img id="out"><p><a id="dl" download="restored.png"></a></p></div></div>
 <pre id="text"></pre>
 <script>
 const $ = id => document.getElementById(id);
 $("file").onchange = () => { const f = $("file").files[0]; if (f) $("in").src = URL.createObjectURL(f); };
+const dataUrl = f => new Promise((ok, bad) => { const r = new FileReader();
+  r.onload = () => ok(r.result); r.onerror = bad; r.readAsDataURL(f); });
 async function call(url) {
   const f = $("file").files[0];
   if (!f) { $("status").textContent = "choose an image first"; return null; }
@@ -221,6 +273,19 @@ $("restore").onclick = async () => {
   if (!j) return;
   $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";
   $("text").textContent = "task " + j.task + (j.mix < 1 ? ", mix " + j.mix : "") + (j.text ? "\\n\\n" + j.text : "");
+};
+$("compare").onclick = async () => {
+  const f = $("file").files[0], g = $("fileb").files[0];
+  const b = g ? await dataUrl(g) : ($("out").src.startsWith("data:") ? $("out").src : null);
+  if (!f || !b) { $("status").textContent = "choose the input and B (or restore first)"; $("status").className = "err"; return; }
+  $("status").textContent = "working..."; $("status").className = "";
+  const r = await fetch("/api/compare", {method: "POST", body: JSON.stringify({a: await dataUrl(f), b: b})});
+  const j = await r.json();
+  if (!r.ok) { $("status").textContent = j.error; $("status").className = "err"; return; }
+  $("status").textContent = "done in " + j.seconds + " s";
+  $("text").textContent = "preferred " + j.preferred + (j.preferred == "A" ? " (the input)" : g ? " (B)" : " (the output)") +
+    ", probability " + j.probability.toFixed(3) + " (" + j.method +
+    (j.scores ? ": " + j.scores.map(v => v.toFixed(2)).join(" against ") : "") + ")\\n" + j.text;
 };
 </script></body></html>
 """
