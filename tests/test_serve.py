@@ -105,6 +105,22 @@ def test_page_and_info(served):
     assert info["model"] == "fake" and "sr" in info["tasks"]
 
 
+def test_page_script_parses(tmp_path):
+    """The page's JavaScript is checked by node where it is installed (a syntax error
+    would leave every button dead with no message)."""
+    import shutil
+    import subprocess
+
+    from uare.commands.serve import PAGE
+
+    if not shutil.which("node"):
+        pytest.skip("node is not installed: the page's script is not checked")
+    js = tmp_path / "page.js"
+    js.write_text(PAGE.split("<script>", 1)[1].split("</script>", 1)[0])
+    r = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
 def test_assess_and_restore_round_trip(served):
     base, model = served
     img = np.full((16, 24, 3), 51, np.uint8)

@@ -177,8 +177,7 @@ def _compare(model, images: dict, query: dict) -> dict:
     t = time.perf_counter()
     c = model.compare(images["a"], images["b"], ref=images["ref"], method=query.get("method") or None)
     return {"preferred": c.preferred, "probability": round(float(c.probability), 4),
-            "method": getattr(c, "method", None),
-            "scores": [round(float(v), 4) for v in c.scores] if getattr(c, "scores", None) else None,
+            "method": c.method, "scores": [round(float(v), 4) for v in c.scores] if c.scores else None,
             "text": c.text, "seconds": round(time.perf_counter() - t, 3)}
 
 
@@ -249,15 +248,18 @@ const $ = id => document.getElementById(id);
 $("file").onchange = () => { const f = $("file").files[0]; if (f) $("in").src = URL.createObjectURL(f); };
 const dataUrl = f => new Promise((ok, bad) => { const r = new FileReader();
   r.onload = () => ok(r.result); r.onerror = bad; r.readAsDataURL(f); });
-async function call(url) {
-  const f = $("file").files[0];
-  if (!f) { $("status").textContent = "choose an image first"; return null; }
+async function post(url, body, headers) {
   $("status").textContent = "working..."; $("status").className = "";
-  const r = await fetch(url, {method: "POST", body: f, headers: {"X-Filename": f.name}});
+  const r = await fetch(url, {method: "POST", body: body, headers: headers});
   const j = await r.json();
   if (!r.ok) { $("status").textContent = j.error; $("status").className = "err"; return null; }
   $("status").textContent = "done in " + j.seconds + " s";
   return j;
+}
+async function call(url) {
+  const f = $("file").files[0];
+  if (!f) { $("status").textContent = "choose an image first"; return null; }
+  return post(url, f, {"X-Filename": f.name});
 }
 $("assess").onclick = async () => {
   const j = await call("/api/assess");
@@ -278,11 +280,8 @@ $("compare").onclick = async () => {
   const f = $("file").files[0], g = $("fileb").files[0];
   const b = g ? await dataUrl(g) : ($("out").src.startsWith("data:") ? $("out").src : null);
   if (!f || !b) { $("status").textContent = "choose the input and B (or restore first)"; $("status").className = "err"; return; }
-  $("status").textContent = "working..."; $("status").className = "";
-  const r = await fetch("/api/compare", {method: "POST", body: JSON.stringify({a: await dataUrl(f), b: b})});
-  const j = await r.json();
-  if (!r.ok) { $("status").textContent = j.error; $("status").className = "err"; return; }
-  $("status").textContent = "done in " + j.seconds + " s";
+  const j = await post("/api/compare", JSON.stringify({a: await dataUrl(f), b: b}), {"Content-Type": "application/json"});
+  if (!j) return;
   $("text").textContent = "preferred " + j.preferred + (j.preferred == "A" ? " (the input)" : g ? " (B)" : " (the output)") +
     ", probability " + j.probability.toFixed(3) + " (" + j.method +
     (j.scores ? ": " + j.scores.map(v => v.toFixed(2)).join(" against ") : "") + ")\\n" + j.text;
