@@ -355,9 +355,7 @@ class UARE:
         def pooled(logp: torch.Tensor) -> torch.Tensor:
             return _mean_reading([logp, *others]) if others else logp
 
-        ctx = self.model.new_context()
-        self._prefill_vit(ctx, views[0])
-        self.model.prefill_text(ctx, question)
+        ctx = self._asked([views[0]], question)
         text, logp = self._answer_and_read(ctx, SCORE_PREFIX, self.level_seqs,
                                            lambda lp: _verdict_of_levels(pooled(lp)),
                                            opens=self.config.score_first)
@@ -388,20 +386,13 @@ class UARE:
         head = [load_image(ref)] if ref is not None else []
         question = self.tok.encode(COMPARE_QUESTION_REF if ref is not None else COMPARE_QUESTION)
 
-        def asked(images: list) -> object:
-            ctx = self.model.new_context()
-            for img in images:
-                self._prefill_vit(ctx, img)
-            self.model.prefill_text(ctx, question)
-            return ctx
-
-        swapped = _swap_ab(self._answer_and_read(asked(head + [b_img, a_img]), COMPARE_PREFIX, self.ab_seqs,
-                                                 _verdict_of_ab, finish=False)[1])
+        swapped = _swap_ab(self._answer_and_read(self._asked(head + [b_img, a_img], question), COMPARE_PREFIX,
+                                                 self.ab_seqs, _verdict_of_ab, finish=False)[1])
 
         def debiased(logp: torch.Tensor) -> torch.Tensor:
             return _mean_reading([logp, swapped])
 
-        text, logp = self._answer_and_read(asked(head + [a_img, b_img]), COMPARE_PREFIX, self.ab_seqs,
+        text, logp = self._answer_and_read(self._asked(head + [a_img, b_img], question), COMPARE_PREFIX, self.ab_seqs,
                                            lambda lp: _verdict_of_ab(debiased(lp)))
         preferred, probability = _winner(debiased(logp))
         return Comparison(preferred=preferred, probability=probability, text=text, method="answer")
@@ -724,19 +715,22 @@ class UARE:
                     words: list[list[int]]) -> list[torch.Tensor]:
         """_read_at for each of several same-size views: one batched context when every
         word is one token (Qwen2's levels, the tiny tokenizer's), else view by view."""
-        def asked(pixels: torch.Tensor):
-            ctx = self.model.new_context()
-            self._prefill_vit(ctx, pixels)
-            self.model.prefill_text(ctx, question)
-            return ctx
-
         if any(len(w) != 1 for w in words):
-            return [self._read_at(asked(v), answer_head, words) for v in views]
-        ctx = asked(torch.stack(views))
+            return [self._read_at(self._asked([v], question), answer_head, words) for v in views]
+        ctx = self._asked([torch.stack(views)], question)
         with self._decode_threads():
             logits = self._open_answer(ctx, answer_head)
         ids = torch.tensor([w[0] for w in words], device=logits.device)
         return list(torch.log_softmax(logits.float(), dim=-1)[:, ids].cpu())
+
+    def _asked(self, images: list, question: list[int]):
+        """A new context holding the images (ViT), in order, then the question: the prompt
+        of assess (one image, or a batch of same-size views) and compare."""
+        ctx = self.model.new_context()
+        for img in images:
+            self._prefill_vit(ctx, img)
+        self.model.prefill_text(ctx, question)
+        return ctx
 
     def _iqa_views(self, img: Image.Image) -> list:
         """What assess looks at: the image itself, or with iqa_crop its centre crop and
