@@ -39,13 +39,29 @@ def test_the_rule_needs_a_gain_and_no_loss(script, tmp_path, capsys):
     assert script.main([str(base), str(gain)]) == 0
     out = capsys.readouterr().out
     assert "set5_x4 single:jpeg PSNR-Y | 30.00 | 29.50 fail | 30.20 pass **gained**" in out
-    assert "4 rows: passing 2 -> 3; lost 0, gained 1: CAND passes the rule" in out
+    assert ("4 rows: passing 2 -> 3; lost 0, gained 1; CAND better on 2, worse on 2: "
+            "CAND passes the rule (gain)") in out
     assert script.main([str(base), str(lose)]) == 1
-    assert "(loses a passing row)" in capsys.readouterr().out
+    assert "(gain: loses a passing row)" in capsys.readouterr().out
     assert script.main([str(base), str(same)]) == 1
     assert "drealsr_x4 NIQE | 10.00 | 9.00 pass | 11.00 fail **lost**" in capsys.readouterr().out
     assert script.main([str(base), str(base)]) == 1
-    assert "(gains no failing row)" in capsys.readouterr().out
+    assert "(gain: gains no failing row)" in capsys.readouterr().out
+
+
+def test_the_keep_rule_needs_no_loss_and_more_rows_better(script, tmp_path, capsys):
+    base = _run(tmp_path, "base", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)      # passes: NIQE, noise
+    up = _run(tmp_path, "up", sr=(29.2, 8.5), jpeg=29.8, noise=25.0)          # 3 better, noise equal
+    mostly_down = _run(tmp_path, "down", sr=(28.9, 9.5), jpeg=29.8, noise=24.0)
+    lose = _run(tmp_path, "lose", sr=(29.5, 8.0), jpeg=29.9, noise=19.0)      # 3 better, noise lost
+    assert script.main([str(base), str(up)]) == 1                             # no gain: the old rule
+    capsys.readouterr()
+    assert script.main([str(base), str(up), "--rule", "keep"]) == 0
+    assert "CAND better on 3, worse on 0: CAND passes the rule (keep)" in capsys.readouterr().out
+    assert script.main([str(base), str(mostly_down), "--rule", "keep"]) == 1
+    assert "(keep: not better on more rows than worse)" in capsys.readouterr().out
+    assert script.main([str(base), str(lose), "--rule", "keep"]) == 1
+    assert "(keep: loses a passing row)" in capsys.readouterr().out
 
 
 def test_prompt_picks_the_method(script, tmp_path, capsys):
