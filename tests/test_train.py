@@ -174,11 +174,13 @@ def test_sample_workers_build_the_same_samples_as_the_training_process(tmp_path,
     assert t.obj._pool is None and not t.obj._futures
 
 
-def test_a_time_limited_run_stops_checkpointed_and_exports(tmp_path, manifests):
+def test_a_time_limited_run_stops_checkpointed_and_exports(tmp_path, manifests, capsys):
     t = trainer_for(tmp_path, manifests, 1, ["train.steps=50", "data.samples_per_step=1",
                                              "checkpoint.every=100"])
+    t.progress = True
     rows = t.train(max_seconds=0.0, export_to=tmp_path / "export")
     assert len(rows) == 1 and t.step == 1  # one step always runs, then the clock stops it
+    assert "box_left=0:00" in capsys.readouterr().err  # the bar shows the box, not train.steps' ETA
     assert ckpt.latest(t.ckpt_dir) is not None  # saved though checkpoint.every was not reached
     m = UAREModel.from_pretrained(tmp_path / "export")
     assert torch.equal(m.state_dict()["llm2vae.weight"], t.ema["llm2vae.weight"])

@@ -34,6 +34,12 @@ RESTORATION = re.compile(r"^llm\.layers\.\d+\.experts\.gen\.|^llm\.norm\.gen\.|^
 WRAP = "_checkpoint_wrapped_module."
 
 
+def _minutes(seconds: float) -> str:
+    """m:ss, never negative (the box is checked between steps, so the last one overruns)."""
+    m, sec = divmod(max(0, round(seconds)), 60)
+    return f"{m}:{sec:02d}"
+
+
 def clean_name(name: str) -> str:
     return name.replace(WRAP, "")
 
@@ -275,7 +281,11 @@ class Trainer:
                     log.write(row)
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                    # a time-boxed run ends by the clock, long before train.steps: the bar's
+                    # own ETA is for the steps, so the box's remaining time is shown beside it
+                    left = ({} if max_seconds is None else
+                            {"box_left": _minutes(max_seconds - (time.monotonic() - t_start))})
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}", **left)
                 if self.step % self.r.checkpoint.every == 0 or self.step == end:
                     self.save()
             if self.step == self.r.train.steps and rows:
