@@ -45,6 +45,9 @@ def test_unknown_keys_and_bad_types_name_the_key(tmp_path):
     bad.write_text("train: {steps: many}\n")
     with pytest.raises(RecipeError, match=r"train.steps: expected int"):
         load_recipe(str(bad))
+    bad.write_text("# nothing yet\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: the recipe is empty"):
+        load_recipe(str(bad))
 
 
 def test_overrides_are_checked_like_file_keys(tmp_path):

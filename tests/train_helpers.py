@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,11 @@ def write_recipe(tmp: Path, manifests: Path, stage: int, **train) -> Path:
     }
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"stage{stage}.yaml"
-    path.write_text(json.dumps(recipe))
+    # Every rank of a torchrun worker writes the same recipe and then reads it: written in
+    # place, one rank could read the file while another had just truncated it.
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_text(json.dumps(recipe))
+    os.replace(part, path)
     return path
 
 

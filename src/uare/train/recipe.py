@@ -164,9 +164,11 @@ def _read(path: Path, seen: tuple = ()) -> dict:
     if path in seen:
         raise RecipeError(f"{path}: base recipes form a cycle")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise RecipeError(f"{path}: cannot read recipe ({e})") from e
+    if raw is None:   # a truncated or unsaved file would otherwise train on every default
+        raise RecipeError(f"{path}: the recipe is empty")
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping at the top level")
     base = raw.pop("base", None)
