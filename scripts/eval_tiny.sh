@@ -84,8 +84,11 @@ for f in $files; do
   $PY -c "import cv2,sys; cv2.imwrite(sys.argv[2], cv2.fastNlMeansDenoisingColored(cv2.imread(sys.argv[1])))" \
     $DEV/real_noise_cc15/noisy/$f $OUT/cc15/nlmeans/$f
 done
+# per-image PSNR-Y as cc15/uare.csv and cc15/nlmeans.csv: scripts/compare_runs.py reads them
 for m in "$UDIR" $OUT/cc15/nlmeans; do
-  echo "cc15 ${m##*/}:"; $U metrics --pred "$m" --ref $DEV/real_noise_cc15/clean --metrics psnr 2>&1 | tail -n 2
+  name=${m##*/}; name=${name%%-*}
+  echo "cc15 $name:"; $U metrics --pred "$m" --ref $DEV/real_noise_cc15/clean --metrics psnr \
+    --csv $OUT/cc15/$name.csv 2>&1 | tail -n 2
 done
 fi
 log "done: tables under $OUT"

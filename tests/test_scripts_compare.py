@@ -85,3 +85,43 @@ def test_method_kinds_read_from_eval_labels(script):
     assert script._kind("uare(named)") == script._kind("uare(model=weights/m,named)") == "named"
     assert script._kind("uare(model=weights/m,steps=8,analyze)") == "analyze"
     assert script._kind("realesrgan") == "other"
+
+
+def _mixed(d: Path, simple: tuple, guided: tuple) -> None:
+    """A mixed table of two mixes: (PSNR-Y, NIQE) of the simple and the guided prompt, each
+    the same on both mixes; inputs 15.0 / 12.0."""
+    (d / "mixed-set5_x4").mkdir()
+    rows = ["test_dataset,method,psnr,niqe,seconds,best"]
+    for preset in ("multi:blur+noise", "multi:lowlight+haze"):
+        rows += [f"set5_x4 {preset},bicubic,15.00,12.0,0.00,",
+                 f"set5_x4 {preset},uare(model=weights/m),{simple[0]:.2f},{simple[1]},1.0,",
+                 f'set5_x4 {preset},"uare(model=weights/m,analyze)",{guided[0]:.2f},{guided[1]},1.0,',
+                 f'set5_x4 {preset},"uare(model=weights/m,named)",20.00,7.0,1.0,']
+    (d / "mixed-set5_x4" / "restore.csv").write_text("\n".join(rows) + "\n")
+
+
+def _cc15(d: Path, model: list, nlm: list) -> None:
+    """cc15/uare.csv and cc15/nlmeans.csv as `uare metrics --csv` writes them."""
+    (d / "cc15").mkdir()
+    for name, vals in (("uare", model), ("nlmeans", nlm)):
+        lines = ["name,pred,ref,psnr,error"] + [f"im{i},p{i}.png,r{i}.png,{v},," for i, v in enumerate(vals)]
+        (d / "cc15" / f"{name}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_guided_against_simple_and_real_noise_against_nlm_are_rows(script, tmp_path, capsys):
+    base = _run(tmp_path, "base", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)
+    _mixed(base, simple=(17.0, 7.5), guided=(18.0, 7.0))          # guided wins on both
+    _cc15(base, model=[37.0, 38.0], nlm=[38.0, 39.0])             # 37.5 vs 38.5: fails
+    niqe_only = _run(tmp_path, "niqe", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)
+    _mixed(niqe_only, simple=(17.0, 7.5), guided=(16.5, 7.0))     # lower PSNR, better NIQE: passes
+    _cc15(niqe_only, model=[39.0, 38.5], nlm=[38.0, 39.0])        # 38.75 vs 38.5: gained
+    neither = _run(tmp_path, "neither", sr=(29.0, 9.0), jpeg=29.5, noise=25.0)
+    _mixed(neither, simple=(17.0, 7.0), guided=(16.9, 7.2))       # guided loses on both
+    assert script.main([str(base), str(niqe_only)]) == 0
+    out = capsys.readouterr().out
+    assert "| set5_x4 mixes guided vs simple PSNR-Y (or NIQE) | 17.00 | 18.00 pass | 16.50 pass |" in out
+    assert "| real_noise_cc15 PSNR-Y (against NLM) | 38.50 | 37.50 fail | 38.75 pass **gained** |" in out
+    assert script.main([str(base), str(neither)]) == 1
+    out = capsys.readouterr().out
+    assert "18.00 pass | 16.90 fail **lost**" in out
+    assert "rows in one folder only (not compared): real_noise_cc15 PSNR-Y (against NLM)" in out
