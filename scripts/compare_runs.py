@@ -67,15 +67,18 @@ def _guided_rows(by: dict) -> dict[str, Row]:
     for (ds, kind), r in by.items():
         if kind in ("analyze", "simple"):
             sets.setdefault(ds.split()[0], {}).setdefault(kind, []).append(r)
+    def avg(rs: list, col: str) -> float:
+        return mean(float(r[col]) for r in rs)
+
     out = {}
     for name, got in sets.items():
-        if len(got.get("analyze", [])) != len(got.get("simple", [])) or not got.get("analyze"):
+        guided, simple = got.get("analyze", []), got.get("simple", [])
+        if not guided or len(guided) != len(simple):
             continue
-        g, s = (mean(float(r["psnr"]) for r in got[k]) for k in ("analyze", "simple"))
-        niqe = all(r.get("niqe") for k in got for r in got[k])
-        gn, sn = ((mean(float(r["niqe"]) for r in got[k]) for k in ("analyze", "simple")) if niqe
-                  else (None, None))
-        out[f"{name} mixes guided vs simple PSNR-Y (or NIQE)"] = Row(g, s, True, g > s or (niqe and gn < sn))
+        ok = avg(guided, "psnr") > avg(simple, "psnr")
+        if all(r.get("niqe") for r in guided + simple):
+            ok = ok or avg(guided, "niqe") < avg(simple, "niqe")
+        out[f"{name} mixes guided vs simple PSNR-Y (or NIQE)"] = Row(avg(guided, "psnr"), avg(simple, "psnr"), True, ok)
     return out
 
 
