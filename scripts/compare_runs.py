@@ -67,6 +67,7 @@ def _guided_rows(by: dict) -> dict[str, Row]:
     for (ds, kind), r in by.items():
         if kind in ("analyze", "simple"):
             sets.setdefault(ds.split()[0], {}).setdefault(kind, []).append(r)
+
     def avg(rs: list, col: str) -> float:
         return mean(float(r[col]) for r in rs)
 
@@ -75,10 +76,11 @@ def _guided_rows(by: dict) -> dict[str, Row]:
         guided, simple = got.get("analyze", []), got.get("simple", [])
         if not guided or len(guided) != len(simple):
             continue
-        ok = avg(guided, "psnr") > avg(simple, "psnr")
+        g, s = avg(guided, "psnr"), avg(simple, "psnr")
+        ok = g > s
         if all(r.get("niqe") for r in guided + simple):
             ok = ok or avg(guided, "niqe") < avg(simple, "niqe")
-        out[f"{name} mixes guided vs simple PSNR-Y (or NIQE)"] = Row(avg(guided, "psnr"), avg(simple, "psnr"), True, ok)
+        out[f"{name} mixes guided vs simple PSNR-Y (or NIQE)"] = Row(g, s, True, ok)
     return out
 
 

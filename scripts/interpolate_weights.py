@@ -7,19 +7,20 @@ when B was trained on from A, the straight line between them often keeps what ea
 best, at no training cost. The folders must share config.json, ae.safetensors and the
 tokenizer (a continuation changes only model.safetensors); anything else is refused, as
 is a tensor whose name, shape or dtype differs. The output folder is A's, with the
-interpolated model.safetensors, written under temporary names and renamed.
+interpolated model.safetensors, every file written through `uare.imageio.atomic_write`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from uare.imageio import atomic_write
 
 SAME = ("config.json", "ae.safetensors", "tokenizer.json")
 
@@ -77,12 +78,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for f in args.a.iterdir():
         if f.is_file() and f.name != "model.safetensors":
-            shutil.copyfile(f, args.out / f"{f.name}.part")
-            os.replace(args.out / f"{f.name}.part", args.out / f.name)
-    part = args.out / "model.safetensors.part"
-    save_file(mixed, str(part), metadata={"interpolated": json.dumps(
-        {"a": str(args.a), "b": str(args.b), "alpha": args.alpha})})
-    os.replace(part, args.out / "model.safetensors")
+            atomic_write(args.out / f.name, lambda tmp, src=f: shutil.copyfile(src, tmp))
+    meta = {"interpolated": json.dumps({"a": str(args.a), "b": str(args.b), "alpha": args.alpha})}
+    atomic_write(args.out / "model.safetensors", lambda tmp: save_file(mixed, str(tmp), metadata=meta))
     print(f"{args.out}: {args.a} + {args.alpha} x ({args.b} - {args.a}), {len(mixed)} tensors")
     return 0
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from uare.data.build import BuildConfig, build
+from uare.imageio import atomic_write
 from uare.model.config import AutoencoderConfig, LLMConfig, ModelConfig, ViTConfig
 from uare.train.recipe import load_recipe
 
@@ -67,9 +67,7 @@ def write_recipe(tmp: Path, manifests: Path, stage: int, **train) -> Path:
     path = tmp / f"stage{stage}.yaml"
     # Every rank of a torchrun worker writes the same recipe and then reads it: written in
     # place, one rank could read the file while another had just truncated it.
-    part = path.with_name(f"{path.name}.{os.getpid()}.part")
-    part.write_text(json.dumps(recipe))
-    os.replace(part, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(recipe)))
     return path
 
 
