@@ -2,7 +2,7 @@
 # The whole uare-tiny recipe, end to end and resumable: kill it at any point and run it
 # again; every step skips what is finished and goes on from its newest checkpoint.
 #
-#   scripts/train_tiny.sh            # data, autoencoder, tokenizer, init, stage 1 x3, stage 2
+#   scripts/train_tiny.sh            # data, autoencoder, tokenizer, init, stage 1 x3, stage 2, refiner
 #   scripts/train_tiny.sh --package  # then copy the stage-2 export to weights/uare-tiny
 #
 # This is part 1 of the shipped model's recipe (CPU). Part 2 (GPU stage-2 continuation,
@@ -47,10 +47,23 @@ for stage in stage1-single stage1-multi stage1-high-order stage2-unified; do
   $RUN -m uare train "tiny/$stage"
 done
 
+# the refiner's pairs are restorations by one stage-2 export: a newer export starts it over
+if [ -d runs/tiny/refiner/pairs ] && [ runs/tiny/stage2-unified/final/model.safetensors -nt runs/tiny/refiner/pairs ]; then
+  rm -rf runs/tiny/refiner
+fi
+if [ ! -f runs/tiny/refiner/model/refiner.safetensors ]; then
+  # last: it learns from this model's own restorations (resumes its pairs and its training)
+  log "refiner: scripts/train_refiner.py on the stage-2 export's restorations"
+  $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner \
+    --minutes "${REFINER_MINUTES:-25}" --threads "$OMP_NUM_THREADS"
+  cp runs/tiny/refiner/model/refiner.safetensors runs/tiny/stage2-unified/final/refiner.safetensors.tmp
+  mv runs/tiny/stage2-unified/final/refiner.safetensors.tmp runs/tiny/stage2-unified/final/refiner.safetensors
+fi
+
 if [ "${1:-}" = "--package" ]; then
   log "package: runs/tiny/stage2-unified/final -> weights/uare-tiny"
   mkdir -p weights/uare-tiny
-  for f in config.json model.safetensors ae.safetensors tokenizer.json; do
+  for f in config.json model.safetensors ae.safetensors tokenizer.json refiner.safetensors; do
     cp "runs/tiny/stage2-unified/final/$f" "weights/uare-tiny/$f.tmp"
     mv "weights/uare-tiny/$f.tmp" "weights/uare-tiny/$f"
   done

@@ -30,6 +30,7 @@ from .data.responses import mentioned_types
 from .fidelity import auto_mix
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
+from .model.refiner import FILENAME as REFINER_FILE, load_refiner
 from .sampling import (
     LEVELS, GuidanceConfig, TextConfig, check_mix, check_strength, check_temperature, euler_sample, flow_timesteps,
     generate_tokens, guided_velocity, level_probabilities, level_score,
@@ -176,6 +177,9 @@ class InferenceConfig:
     # detail the autoencoder cannot hold is worth keeping for sr/deblur/dejpeg, not for
     # denoise, where that detail is the noise). Off by default: Bagel decodes directly.
     residual_decode: Union[bool, list] = False
+    # where the model folder has a refiner (uare.model.refiner, refiner.safetensors): the
+    # tasks it runs for. True: every task; a list: those tasks; False: none.
+    refine: Union[bool, list] = True
     # colour fix (uare.color_fix): the output gets the input's low band back (a Gaussian of
     # color_fix_sigma pixels) when every degradation being removed keeps the tone: those
     # of the task (derain: rain and raindrops), or for auto and mixed those the model named.
@@ -284,10 +288,11 @@ class UARE:
     that has a tokenizer. All methods take a path, a PIL image or an HxWx3 uint8 array.
     """
 
-    def __init__(self, model, config: Optional[InferenceConfig] = None):
+    def __init__(self, model, config: Optional[InferenceConfig] = None, refiner=None):
         if getattr(model, "tokenizer", None) is None:
             raise ModelLoadError("the model has no tokenizer (tokenizer.json in its folder)")
         self.model = model.eval()
+        self.refiner = refiner
         self.folder: Optional[Path] = None   # where from_pretrained loaded it (the eval's cache key)
         self.config = config or InferenceConfig()
         self.tok = model.tokenizer
@@ -310,9 +315,11 @@ class UARE:
             check_temperature(v, f"inference temperature{where}")
         for where, v in _by_task(self.config.mix, "mix").items():
             check_mix(v, f"inference mix{where}")
-        if isinstance(self.config.color_fix, (list, tuple)) and set(self.config.color_fix) - set(TASKS):
-            raise ValueError(f"inference color_fix: unknown tasks {sorted(set(self.config.color_fix) - set(TASKS))}; "
-                             f"choose from {', '.join(TASKS)}")
+        for name in ("color_fix", "residual_decode", "refine"):
+            value = getattr(self.config, name)
+            if isinstance(value, (list, tuple)) and set(value) - set(TASKS):
+                raise ValueError(f"inference {name}: unknown tasks {sorted(set(value) - set(TASKS))}; "
+                                 f"choose from {', '.join(TASKS)}")
         self.vit_max = self.cfg.vit.max_side
         overlap = self.config.tile_overlap
         overlap = round_up(tile // 8, self.grid) if overlap is None else overlap
@@ -333,9 +340,10 @@ class UARE:
         try:
             model = UAREModel.from_pretrained(folder, device=device, dtype=dtype)
             config = _load_inference_config(folder)
+            refiner = load_refiner(folder, device=device, dtype=dtype)
         except (ValueError, OSError) as e:
             raise ModelLoadError(f"{folder}: cannot load the model ({e})") from e
-        pipe = cls(model, config)
+        pipe = cls(model, config, refiner)
         pipe.folder = folder
         return pipe
 
@@ -416,7 +424,7 @@ class UARE:
                 progress: Optional[Callable[[int, int], None]] = None,
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
                 strength: Optional[float] = None, temperature: Optional[float] = None,
-                mix: Union[float, str, None] = None) -> Restoration:
+                mix: Union[float, str, None] = None, refine: Optional[bool] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -439,6 +447,8 @@ class UARE:
         "auto": for denoise, the share the input's estimated noise level calls for
         (uare.fidelity; 1 for other tasks); None: the model's setting (inference.json `mix`,
         by task). The share used is returned as `mix`.
+        refine: run the model folder's refiner (refiner.safetensors) on the decoded output;
+        None: the model's setting (inference.json `refine`, by task; on where it has one).
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -455,7 +465,8 @@ class UARE:
         temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
                                         else temperature)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
-        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature)
+        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
+                   refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda n: progress(_tick(job, n), total)
@@ -475,8 +486,15 @@ class UARE:
         return Restoration(image=image_out, text=job.text, task=task, prompt=instruction, mix=mix)
 
     def _residual(self, task: str) -> bool:
-        r = self.config.residual_decode
-        return task in r if isinstance(r, (list, tuple)) else bool(r)
+        return _for_task(self.config.residual_decode, task)
+
+    def _refines(self, task: str, refine: Optional[bool] = None) -> bool:
+        if self.refiner is None:
+            if refine:
+                raise ValueError(f"refine: {self.folder or 'this model'} has no refiner "
+                                 f"({REFINER_FILE} in its folder)")
+            return False
+        return _for_task(self.config.refine, task) if refine is None else bool(refine)
 
     def _task_setting(self, name: str, task: str, analyze: bool = False):
         """A number-or-{task: number} setting (strength, temperature, mix) for this run: the
@@ -559,6 +577,23 @@ class UARE:
 
     def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
+        restored, cond = self._restored_latents(tiles, job)
+        pixels = decoded = self._decode(restored)
+        if job.residual or job.refine:
+            image, decoded_input = tiles.to(pixels) * 2 - 1, self._decode(cond)
+        if job.residual:
+            # add only what the model changed to the input: the autoencoder's own
+            # reconstruction error of the input cancels instead of capping the output
+            pixels = image + decoded - decoded_input
+        removed = removed_types(None, mentioned_types(job.text or "")) if job.removed is None else job.removed
+        if job.refine and self.refiner.cfg.applies(removed):   # uare.model.refiner
+            types = self.refiner.cfg.encode_types([removed] * len(pixels)).to(self.device, self.dtype)
+            pixels = self.refiner(pixels.to(self.dtype), image.to(self.dtype), decoded.to(self.dtype),
+                                  decoded_input.to(self.dtype), types).float()
+        return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
+
+    def _restored_latents(self, tiles: torch.Tensor, job: "_Job") -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, h, w) in [0, 1] -> (restored latents, the input's latents), (N, z, h', w') each."""
         contexts, cond = self._condition(tiles, job)
         if job.analyze and job.text is None:  # single canvas: the analysis stays in the cache
             job.text = self._generate(contexts["full"], self.config.analysis)
@@ -583,12 +618,7 @@ class UARE:
         x = euler_sample(guided_velocity(velocity, self.config.guidance), noise,
                          flow_timesteps(job.steps, shift, job.strength),
                          callback=(lambda i, total: job.on_step(n)) if job.on_step else None)
-        pixels = self._decode(tokens_to_latents(x.to(self.dtype), gh, gw, p))
-        if job.residual:
-            # add only what the model changed to the input: the autoencoder's own
-            # reconstruction error of the input cancels instead of capping the output
-            pixels += (tiles.to(pixels) * 2 - 1) - self._decode(cond)
-        return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
+        return tokens_to_latents(x.to(self.dtype), gh, gw, p), cond
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         # a few canvases a call: on 2 CPU cores a 50-tile decode ran at 129 ms a tile, 1 to
@@ -786,6 +816,8 @@ class _Job:
     residual: bool = False
     strength: float = 1.0
     temperature: float = 1.0
+    refine: bool = False
+    removed: Optional[list] = None    # degradation types being removed; None: read from the analysis
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step
     steps_done: int = 0
@@ -805,6 +837,23 @@ def _by_task(setting, name: str) -> dict:
         raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, analyze, "
                          f"{', '.join(TASKS)}")
     return {f"[{k}]": v for k, v in setting.items()}
+
+
+def removed_types(task: Optional[str], types) -> list[str]:
+    """The degradation types a restoration removes, as the refiner is told: those named (by
+    the caller, the auto assessment or the analysis), else the task's own (sr: x4
+    down-sampling); none for a mix restored with the plain mixed prompt."""
+    named = sorted(t for t in types or () if t in TASK_OF_TYPE)
+    if task == "sr":
+        return ["downsample"]
+    if named:
+        return named
+    return [TYPE_OF_TASK[task]] if task in TYPE_OF_TASK else []
+
+
+def _for_task(setting: Union[bool, list], task: str) -> bool:
+    """A bool-or-list-of-tasks inference setting (residual_decode, refine) for one task."""
+    return task in setting if isinstance(setting, (list, tuple)) else bool(setting)
 
 
 def _types_of(tasks) -> set[str]:

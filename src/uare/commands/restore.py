@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
+[--steps N] [--seed S] [--color-fix auto|on|off] [--refine auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
 images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def add_arguments(parser) -> None:
                         help="give the output the input's tone and colour back (auto: the model's "
                              "setting, by task; the tiny model does it for sr, denoise, deblur "
                              "and dejpeg)")
+    parser.add_argument("--refine", choices=("auto", "on", "off"), default="auto",
+                        help="run the model's refiner (refiner.safetensors: the input's fine detail "
+                             "the latent cannot hold) on the decoded output (auto: the model's "
+                             "setting, by task)")
     parser.add_argument("--strength", default=None, metavar="S",
                         help="img2img strength in (0, 1]: start sampling from the input noised to "
                              "time S instead of from pure noise (1); lower keeps more of the input "
@@ -54,19 +58,24 @@ def add_arguments(parser) -> None:
 
 
 def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None,
-                    temperature: Optional[str] = None, mix: Optional[str] = None) -> dict:
+                    temperature: Optional[str] = None, mix: Optional[str] = None,
+                    refine: str = "auto") -> dict:
     """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
-    --color-fix / ?color_fix= (auto leaves the model's setting; nothing is passed),
+    --color-fix / ?color_fix= and --refine / ?refine= (auto leaves the model's setting;
+    nothing is passed),
     --strength / ?strength=, --temperature / ?temperature= and --mix / ?mix= (empty leaves
     the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
     bad = [t for t in named or () if t not in TASK_OF_TYPE]
     if bad:
         raise ValueError(f"types: unknown {', '.join(bad)}; choose from {', '.join(TASK_OF_TYPE)}")
-    fix = str(color_fix).lower()
-    if fix not in ("auto", "on", "off"):
-        raise ValueError(f"color_fix must be auto, on or off, got {fix!r}")
-    options = {"types": named, **({} if fix == "auto" else {"color_fix": fix == "on"})}
+    options = {"types": named}
+    for name, text in (("color_fix", color_fix), ("refine", refine)):
+        value = str(text).lower()
+        if value not in ("auto", "on", "off"):
+            raise ValueError(f"{name} must be auto, on or off, got {value!r}")
+        if value != "auto":
+            options[name] = value == "on"
     for name, text, check in (("strength", strength, check_strength),
                               ("temperature", temperature, check_temperature), ("mix", mix, check_mix)):
         if text not in (None, ""):
@@ -116,7 +125,8 @@ def run(args) -> int:
     if args.steps is not None and args.steps < 2:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
-        options = restore_options(args.types, args.color_fix, args.strength, args.temperature, args.mix)
+        options = restore_options(args.types, args.color_fix, args.strength, args.temperature, args.mix,
+                                  args.refine)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)

@@ -5,7 +5,7 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&strength=S&temperature=T&mix=M
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&refine=on|off&strength=S&temperature=T&mix=M
                                           body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     POST /api/compare?method=auto|answer|scores
@@ -196,7 +196,7 @@ def _restore(model, image, query: dict) -> dict:
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
     options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"),
-                              query.get("temperature"), query.get("mix"))
+                              query.get("temperature"), query.get("mix"), query.get("refine", "auto"))
     t = time.perf_counter()
     r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()

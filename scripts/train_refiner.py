@@ -1,0 +1,286 @@
+"""Train a model's refiner (uare.model.refiner) on the model's own restorations.
+
+    python scripts/train_refiner.py --model weights/uare-tiny --data ../shared/data/train \
+        -o runs/refiner [--batches 320] [--minutes 20] [--seed 1]
+
+1. Pairs: random crops of the training photos at the model's tile size (128 px for the
+   tiny model), each degraded by a random preset
+   (singles, x4 down-sampling and Real-ESRGAN's pipeline restored as x4 SR from the bicubic
+   up-sampling, the mixes), restored by the model as `UARE.restore` would (the task's or
+   the named instruction, the task's temperature, residual or direct decoding), eight
+   crops of one preset a batch. Kept: the clean and degraded crops (uint8) and both
+   decodings (float16), in shards of --shard batches under OUT/pairs; a killed run goes on
+   from the shards it has. Every tenth shard is held out.
+2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
+   pipeline's pixels) learns the clean crop by L1 on random half-tile windows with flips and
+   rotations, AdamW with a cosine decay over the time box; OUT/train holds its state
+   (safetensors) after every --save-minutes and at the end, and a rerun resumes it.
+3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
+   per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
+   fix, no mix: what the refiner itself changes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from uare import UARE
+from uare.degradations.presets import MIXED_COMBOS, degrade
+from uare.imageio import atomic_write, list_images, load_image, write_text
+from uare.model.refiner import FILENAME, Refiner, RefinerConfig, save_refiner
+from uare.pipeline import TASK_OF_TYPE, _Job, check_temperature, removed_types
+from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
+
+PER_BATCH = 8
+SINGLES = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight")
+# the paper's nine mixes and the three others the data builder draws
+MIXES = MIXED_COMBOS + (("blur", "noise", "jpeg"), ("rain", "haze"), ("noise", "jpeg"))
+
+
+def draw_job(rng: random.Random, skip: tuple[str, ...] = ()) -> tuple[str, str, list[str] | None]:
+    """(preset, task, types named in the instruction or None for the task's own); none
+    that removes a type the refiner skips (it will never run on those), but a mix with
+    such a type under the plain mixed prompt stays: the refiner is not told, so it runs."""
+    while True:
+        preset, task, types = _draw(rng)
+        if not set(removed_types(task, types)) & set(skip):
+            return preset, task, types
+
+
+def _draw(rng: random.Random) -> tuple[str, str, list[str] | None]:
+    r = rng.random()
+    if r < 0.6:
+        t = rng.choice(SINGLES)
+        return f"single:{t}", TASK_OF_TYPE[t], [t] if rng.random() < 0.5 else None
+    if r < 0.75:
+        return rng.choice(["single:downsample", "single:downsample", "realesrgan"]), "sr", None
+    combo = list(rng.choice(MIXES))
+    return "multi:" + "+".join(combo), "mixed", combo if rng.random() < 0.5 else None
+
+
+def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    img = load_image(photo)
+    if min(img.size) < crop:
+        raise SystemExit(f"{photo}: smaller than the {crop} px crops the refiner trains on")
+    x0, y0 = rng.randrange(img.width - crop + 1), rng.randrange(img.height - crop + 1)
+    clean = img.crop((x0, y0, x0 + crop, y0 + crop))
+    lq, _ = degrade(clean, preset, seed=rng.randrange(1 << 30))
+    if lq.size != clean.size:   # x4 presets: the model restores the bicubic up-sampling, as sr does
+        lq = lq.resize(clean.size, resample=3)
+    return np.asarray(clean), np.asarray(lq)
+
+
+@torch.inference_mode()
+def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
+               skip: tuple[str, ...]) -> tuple[dict, dict]:
+    rng = random.Random(seed * 1_000_003 + index)
+    cols, presets, removed = defaultdict(list), [], []
+    for _ in range(batches):
+        preset, task, types = draw_job(rng, skip)
+        pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile) for _ in range(PER_BATCH)]
+        clean, lq = (np.stack(c) for c in zip(*pairs))
+        tiles = torch.from_numpy(lq).permute(0, 3, 1, 2).float() / 255
+        instruction, task, _ = pipe._instruction(Image.fromarray(lq[0]), task, None, False, types)
+        temperature = check_temperature(pipe._task_setting("temperature", task))
+        job = _Job(instruction, False, pipe.config.steps, rng.randrange(1 << 30), pipe.device,
+                   pipe._residual(task), 1.0, temperature)
+        restored, cond = pipe._restored_latents(tiles, job)
+        cols["clean"].append(torch.from_numpy(clean))
+        cols["lq"].append(torch.from_numpy(lq))
+        cols["decoded"].append(pipe._decode(restored).half().cpu())
+        cols["decoded_input"].append(pipe._decode(cond).half().cpu())
+        cols["residual"].append(torch.full((PER_BATCH,), int(job.residual), dtype=torch.uint8))
+        presets += [preset] * PER_BATCH
+        removed += [removed_types(task, types)] * PER_BATCH   # what the refiner is told at inference
+    tensors = {k: torch.cat(v).contiguous() for k, v in cols.items()}
+    return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed)}
+
+
+def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
+               skip: tuple[str, ...] = ()) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
+    for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
+        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip)
+        atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+class Pairs:
+    """The shards as float tensors in [-1, 1]: clean, image, decoded, decoded_input, base."""
+
+    def __init__(self, files: list[Path], cfg: RefinerConfig):
+        cols, self.presets, removed = defaultdict(list), [], []
+        for f in files:
+            for k, v in load_file(str(f)).items():
+                cols[k].append(v)
+            with safe_open(str(f), "pt") as h:
+                self.presets += json.loads(h.metadata()["presets"])
+                removed += json.loads(h.metadata()["removed"])
+        self.types = cfg.encode_types(removed)
+        to_float = lambda u8: u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+        self.clean, self.image = to_float(torch.cat(cols["clean"])), to_float(torch.cat(cols["lq"]))
+        self.decoded = torch.cat(cols["decoded"]).float()
+        self.decoded_input = torch.cat(cols["decoded_input"]).float()
+        residual = torch.cat(cols["residual"]).bool().view(-1, 1, 1, 1)
+        # what the pipeline returns before the refiner: residual or direct decoding
+        self.base = torch.where(residual, self.image + self.decoded - self.decoded_input, self.decoded)
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def inputs(self, idx) -> list[torch.Tensor]:
+        return [self.base[idx], self.image[idx], self.decoded[idx], self.decoded_input[idx]]
+
+    def refine(self, refiner: Refiner, idx) -> torch.Tensor:
+        return refiner(*self.inputs(idx), self.types[idx])
+
+    def window(self, idx: torch.Tensor, g: torch.Generator, side: int) -> list[torch.Tensor]:
+        """Random 64 px windows (even offsets: the refiner's 2x unshuffle sees one phase), a
+        random rotation and flip shared by the five images of each sample: the four inputs
+        and the clean target."""
+        crop = self.clean.shape[-1]
+        y0, x0 = (2 * torch.randint(0, (crop - side) // 2 + 1, (2,), generator=g)).tolist()
+        xs = [t[idx, :, y0:y0 + side, x0:x0 + side] for t in (*self.inputs(slice(None)), self.clean)]
+        k, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
+        xs = [torch.rot90(x, k, (2, 3)) for x in xs]
+        return [x.flip(3) for x in xs] if flip else xs
+
+
+def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, (N, 3, H, W) in [-1, 1]; luma as uare.metrics (BT.601, 16-235)."""
+    w = torch.tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1) / 255.0
+    ya, yb = (16.0 + ((x.clamp(-1, 1) + 1) * 127.5 * w).sum(1) for x in (a, b))
+    return 10 * torch.log10(255.0 ** 2 / ((ya - yb) ** 2).mean(dim=(-2, -1)).clamp_min(1e-10))
+
+
+@torch.no_grad()
+def held_out_table(refiner: Refiner, val: Pairs) -> str:
+    refiner.eval()
+    idx = torch.arange(len(val))
+    out = torch.cat([val.refine(refiner, i) for i in idx.split(64)])
+    cols = [psnr_y(val.image, val.clean), psnr_y(val.base, val.clean), psnr_y(out, val.clean)]
+    groups = defaultdict(list)
+    for i, p in enumerate(val.presets):
+        groups[p if not p.startswith("multi:") else "multi (all mixes)"].append(i)
+    lines = ["| preset | crops | input | pipeline | refined |", "|---|---|---|---|---|"]
+    for name in sorted(groups) + ["all"]:
+        sel = torch.tensor(groups[name] if name != "all" else list(range(len(val))))
+        lines.append(f"| {name} | {len(sel)} | " + " | ".join(f"{c[sel].mean():.2f}" for c in cols) + " |")
+    refiner.train()
+    return "\n".join(lines) + "\n"
+
+
+def save_state(folder: Path, refiner: Refiner, opt, step: int, seconds: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, groups = flatten_optimizer(opt.state_dict())
+    atomic_write(folder / "optimizer.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    save_refiner(refiner, folder)
+    write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds, "groups": groups}) + "\n")
+
+
+def train(train_set: Pairs, val: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, batch: int,
+          lr: float, save_minutes: float, seed: int) -> Refiner:
+    refiner = Refiner(cfg)
+    opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=0.0)
+    step, spent = 0, 0.0
+    if (folder / "state.json").exists():   # resume
+        state = json.loads((folder / "state.json").read_text())
+        with safe_open(str(folder / FILENAME), "pt") as f:
+            if RefinerConfig(**json.loads(f.metadata()["config"])) != cfg:
+                raise SystemExit(f"{folder}: holds a refiner of another shape; use another -o or delete it")
+        refiner.load_state_dict(load_file(str(folder / FILENAME)))
+        opt.load_state_dict(unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), state["groups"]))
+        step, spent = state["step"], state["seconds"]
+        print(f"resuming at step {step} ({spent / 60:.1f} of {minutes} min)", file=sys.stderr)
+    g = torch.Generator().manual_seed(seed + step)
+    budget, start, last_save = minutes * 60, time.time() - spent, time.time()
+    bar = tqdm(total=round(budget), initial=round(spent), desc="refiner", unit="s", file=sys.stderr,
+               dynamic_ncols=True)
+    while (elapsed := time.time() - start) < budget:
+        for group in opt.param_groups:   # cosine to 2% over the time box
+            group["lr"] = lr * (0.02 + 0.49 * (1 + math.cos(math.pi * elapsed / budget)))
+        idx = torch.randint(len(train_set), (batch,), generator=g)
+        *inputs, clean = train_set.window(idx, g, train_set.clean.shape[-1] // 2)
+        loss = F.l1_loss(refiner(*inputs, train_set.types[idx]), clean)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            bar.set_postfix(step=step, l1=f"{loss.item():.4f}")
+            bar.update(round(elapsed) - bar.n)
+        if time.time() - last_save > save_minutes * 60:
+            save_state(folder, refiner, opt, step, time.time() - start)
+            last_save = time.time()
+    bar.close()
+    save_state(folder, refiner, opt, step, time.time() - start)
+    print(f"{step} steps", file=sys.stderr)
+    return refiner.eval()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="weights/uare-tiny", help="model folder to refine")
+    ap.add_argument("--data", default="../shared/data/train", help="folder of clean training photos")
+    ap.add_argument("-o", "--out", required=True, help="run folder (pairs/, train/, model/, val.md)")
+    ap.add_argument("--batches", type=int, default=320, help=f"batches of {PER_BATCH} crops to restore")
+    ap.add_argument("--shard", type=int, default=10, help="batches a shard file")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time box")
+    ap.add_argument("--batch", type=int, default=16, help="windows a step")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--channels", type=int, default=RefinerConfig.channels)
+    ap.add_argument("--blocks", type=int, default=RefinerConfig.blocks)
+    ap.add_argument("--skip", default="lowlight", metavar="TYPE[,TYPE...]",
+                    help="degradation types whose restorations the refiner leaves alone (not "
+                         "trained on; default lowlight, which the tiny model's refiner lowered); "
+                         "'' for none")
+    ap.add_argument("--save-minutes", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    photos = list_images(args.data, recursive=True)
+    if not photos:
+        raise SystemExit(f"{args.data}: no training photos")
+    pipe = UARE.from_pretrained(args.model, device="cpu")
+    skip = tuple(t.strip() for t in args.skip.split(",") if t.strip())
+    shards = math.ceil(args.batches / args.shard)
+    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip)
+    files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
+    held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
+    cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip)
+    # (one shard: it is both; the held-out table then says nothing about new crops)
+    train_set, val = Pairs([f for f in files if f not in held] or files, cfg), Pairs(held, cfg)
+    refiner = train(train_set, val, out / "train", cfg, args.minutes, args.batch, args.lr, args.save_minutes,
+                    args.seed)
+    folder = out / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in Path(args.model).iterdir():
+        if f.is_file() and f.name != FILENAME and f.suffix != ".md":
+            shutil.copy2(f, folder / f.name)
+    save_refiner(refiner, folder)
+    table = held_out_table(refiner, val)
+    write_text(out / "val.md", f"# held-out pairs ({len(val)} crops), PSNR-Y\n\n{table}")
+    print(table)
+    print(f"model folder with the refiner: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Refiner: a small pixel-space network after the autoencoder's decoder.
+
+The latent (8x down-sampled, 16 channels in the tiny model) cannot hold fine detail, so
+neither can a restoration decoded from it: a perfect latent of the clean image gains only
+0.3 dB over a JPEG input (scripts/latent_ceiling.py). The refiner sees the decoded
+restoration next to the input image, both decodings and the pixels the pipeline would
+return, and adds a correction, so fine detail the input still holds can come back and
+fine artefacts it holds can go. It is the idea of StableSR's controllable feature
+wrapping (input features fed to the decoder), kept outside the decoder so the autoencoder,
+and with it the latent space every stage trained on, stays as it is.
+
+Optional: a model folder has one only if `refiner.safetensors` is present (its config in
+the file's metadata); Bagel and FLUX decode without it. The output layer starts at zero,
+so an untrained refiner returns the pipeline's pixels unchanged.
+
+It is also told which degradations the restoration removes (those its instruction names,
+or the model's analysis found; none for "enhance this mix-degraded image."): the right
+correction differs by type (stay at the input's detail for JPEG, drop it for noise), and
+without that one network trained on every type learned an average that helped none.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..imageio import atomic_write
+
+FILENAME = "refiner.safetensors"
+
+
+@dataclass
+class RefinerConfig:
+    channels: int = 48
+    blocks: int = 4
+    # the network runs on pixel-unshuffled inputs at 1/scale resolution: 4x fewer positions
+    # and twice the receptive field for the same layers (JPEG's blocks are 8 px)
+    scale: int = 2
+    # the degradation types it can be told are being removed, in the order of its input
+    types: tuple[str, ...] = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight", "downsample")
+    # restorations that remove any of these are left as they are (not trained on them:
+    # the tiny model's refiner lowered low light on held-out crops, session 18)
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        self.types, self.skip = tuple(self.types), tuple(self.skip)
+        if self.channels < 1 or self.blocks < 0 or self.scale < 1:
+            raise ValueError(f"refiner config: channels >= 1, blocks >= 0, scale >= 1 required, got {self}")
+
+    def applies(self, removed: Sequence[str]) -> bool:
+        return not set(removed) & set(self.skip)
+
+    def encode_types(self, names: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Per image, the types being removed -> (N, len(types)) multi-hot; unknown names are
+        ignored (the refiner was not trained on them)."""
+        out = torch.zeros(len(names), len(self.types))
+        for i, these in enumerate(names):
+            for t in these:
+                if t in self.types:
+                    out[i, self.types.index(t)] = 1.0
+        return out
+
+
+class _Block(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(ch, ch, 3, padding=1), nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class Refiner(nn.Module):
+    # what it sees, each (N, 3, H, W) in [-1, 1]: the pixels the pipeline would return
+    # (residual or direct decoding), the input, the restoration decoded, the input decoded
+    INPUTS = 4
+
+    def __init__(self, cfg: Optional[RefinerConfig] = None):
+        super().__init__()
+        self.cfg = cfg = cfg or RefinerConfig()
+        s2 = cfg.scale * cfg.scale
+        self.head = nn.Conv2d(3 * self.INPUTS * s2, cfg.channels, 3, padding=1)
+        self.condition = nn.Linear(len(cfg.types), cfg.channels)   # a per-channel offset by type
+        self.body = nn.Sequential(*[_Block(cfg.channels) for _ in range(cfg.blocks)])
+        self.tail = nn.Conv2d(cfg.channels, 3 * s2, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, base: torch.Tensor, image: torch.Tensor, decoded: torch.Tensor,
+                decoded_input: torch.Tensor, types: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """types: (N, len(cfg.types)) from cfg.encode_types; None: none named."""
+        s = self.cfg.scale
+        if base.shape[-1] % s or base.shape[-2] % s:
+            raise ValueError(f"refiner input {base.shape[-1]}x{base.shape[-2]} is not a multiple of {s}")
+        if types is None:
+            types = base.new_zeros(base.shape[0], len(self.cfg.types))
+        h = F.pixel_unshuffle(torch.cat([base, image, decoded, decoded_input], 1), s)
+        h = self.body(self.head(h) + self.condition(types.to(h))[:, :, None, None])
+        return base + F.pixel_shuffle(self.tail(F.relu(h)), s)
+
+
+def save_refiner(refiner: Refiner, folder: str | Path) -> Path:
+    path = Path(folder) / FILENAME
+    tensors = {k: v.detach().contiguous().cpu().float() for k, v in refiner.state_dict().items()}
+    cfg = refiner.cfg
+    meta = {"config": json.dumps({**asdict(cfg), "types": list(cfg.types), "skip": list(cfg.skip)})}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return path
+
+
+def load_refiner(folder: str | Path, device="cpu", dtype: Optional[torch.dtype] = None) -> Optional[Refiner]:
+    """The folder's refiner, or None where it has none."""
+    path = Path(folder) / FILENAME
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            cfg = RefinerConfig(**json.loads((f.metadata() or {})["config"]))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: no refiner config in the file's metadata ({e})") from e
+    except Exception as e:  # safetensors raises its own error types on corrupt files
+        raise ValueError(f"{path}: unreadable safetensors file ({e})") from e
+    refiner = Refiner(cfg)
+    try:
+        refiner.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit its config {cfg} ({e})") from e
+    return refiner.to(device=device, dtype=dtype).requires_grad_(False).eval()
