@@ -31,6 +31,18 @@ def test_bundled_model_has_the_tiny_shape_and_a_trained_autoencoder_scale(monkey
     assert m.tok.vocab_size <= m.cfg.llm.vocab_size
 
 
+def test_bundled_model_has_a_trained_refiner_that_leaves_low_light_alone(monkeypatch, astronaut):
+    monkeypatch.delenv("UARE_MODEL", raising=False)
+    m = UARE.from_pretrained(device="cpu")
+    assert m.refiner is not None and m.refiner.cfg.skip == ("lowlight",)
+    assert any(p.abs().sum() > 0 for p in m.refiner.tail.parameters())   # trained, not the zero start
+    img = astronaut[100:164, 150:214]
+    on, off = (np.asarray(m.restore(img, task="deblur", refine=r).image) for r in (True, False))
+    assert not np.array_equal(on, off)
+    on, off = (np.asarray(m.restore(img, task="lowlight", refine=r).image) for r in (None, False))
+    assert np.array_equal(on, off)
+
+
 def test_bundled_model_assesses_and_restores_a_small_photo(monkeypatch, astronaut):
     monkeypatch.delenv("UARE_MODEL", raising=False)
     m = UARE.from_pretrained(device="cpu")

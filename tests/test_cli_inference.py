@@ -107,6 +107,13 @@ def test_restore_one_file_to_a_file_with_sr_and_the_same_seed_twice(model_dir, t
     # the test model has no colour fix of its own: off is its default, on moves its mean
     # colour towards the bicubic input's
     assert np.array_equal(outs["off"], a)
+    # no refiner in the test model's folder: off changes nothing, on is refused up front
+    assert main(["restore", str(src), "-o", str(tmp_path / "r.png"), "--task", "sr", "--seed", "5",
+                 "--model", str(model_dir), "--refine", "off"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "r.png")), a)
+    assert main(["restore", str(src), "-o", str(tmp_path / "r2.png"), "--model", str(model_dir),
+                 "--refine", "on"]) == 2
+    assert "has no refiner" in capsys.readouterr().err and not (tmp_path / "r2.png").exists()
     capsys.readouterr()
     assert main(["restore", str(src), "-o", str(tmp_path / "t.png"), "--task", "derain", "--types", "raindrop",
                  "--model", str(model_dir), "--json"]) == 0

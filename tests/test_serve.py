@@ -132,8 +132,10 @@ def test_assess_and_restore_round_trip(served):
     assert out.shape == (64, 96, 3) and (out == 204).all()
     assert model.calls[-1] == ("restore", "sr", True, 3)
     assert model.extra == {"types": None}                # colour fix: the model's own setting
-    status, r = _post(base + "/api/restore?task=denoise&types=noise,%20blur&color_fix=off&strength=0.6", _png(img))
-    assert status == 200 and model.extra == {"types": ["noise", "blur"], "color_fix": False, "strength": 0.6}
+    status, r = _post(base + "/api/restore?task=denoise&types=noise,%20blur&color_fix=off&strength=0.6&refine=off",
+                      _png(img))
+    assert status == 200 and model.extra == {"types": ["noise", "blur"], "color_fix": False, "strength": 0.6,
+                                             "refine": False}
     status, r = _post(base + "/api/restore?task=denoise&temperature=0&strength=", _png(img))
     assert status == 200 and model.extra == {"types": None, "temperature": 0.0}
     status, r = _post(base + "/api/restore?task=denoise&mix=0.5&temperature=", _png(img))
@@ -169,6 +171,8 @@ def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
     assert status == 400 and "steps" in e["error"]
     status, e = _post(base + "/api/restore?color_fix=maybe", _png(np.zeros((8, 8, 3), np.uint8)))
     assert status == 400 and "color_fix must be auto, on or off" in e["error"]
+    status, e = _post(base + "/api/restore?refine=yes", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 400 and "refine must be auto, on or off" in e["error"]
     for bad in ("strong", "0", "1.5"):
         status, e = _post(base + f"/api/restore?strength={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
         assert status == 400 and "strength must be" in e["error"]

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
+from ..model.refiner import FILENAME as REFINER_FILE
 from ..pipeline import TASKS
 from ..sampling import check_mix, check_strength, check_temperature
 from .assess import add_model_arguments, input_files, open_model, reporting_failures
@@ -139,6 +140,8 @@ def run(args) -> int:
         if not files:
             return 0
     model = open_model(args)
+    if options.get("refine") and getattr(model, "refiner", None) is None:
+        raise UsageError(f"--refine on: the model has no refiner ({REFINER_FILE} in its folder)")
 
     def one(path: Path) -> None:
         from ..imageio import save_image, write_text

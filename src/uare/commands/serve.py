@@ -229,6 +229,7 @@ task <select id="task">{tasks}</select>
 <label>known defects <input id="types" size="18" placeholder="e.g. lowlight,noise"
  title="{types}"></label>
 <label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
+<label>refiner <select id="refine" title="the model's refiner, if it has one: input detail the latent cannot hold"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"
@@ -268,6 +269,7 @@ $("assess").onclick = async () => {
 $("restore").onclick = async () => {
   const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
     "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value +
+    "&refine=" + $("refine").value +
     "&strength=" + encodeURIComponent($("strength").value.trim()) +
     "&temperature=" + encodeURIComponent($("temperature").value.trim()) +
     "&mix=" + encodeURIComponent($("mix").value.trim());
