@@ -578,15 +578,16 @@ class UARE:
     def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
         restored, cond = self._restored_latents(tiles, job)
+        removed = removed_types(None, mentioned_types(job.text or "")) if job.removed is None else job.removed
+        refine = job.refine and self.refiner.cfg.applies(removed)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
-        if job.residual or job.refine:
+        if job.residual or refine:
             image, decoded_input = tiles.to(pixels) * 2 - 1, self._decode(cond)
         if job.residual:
             # add only what the model changed to the input: the autoencoder's own
             # reconstruction error of the input cancels instead of capping the output
             pixels = image + decoded - decoded_input
-        removed = removed_types(None, mentioned_types(job.text or "")) if job.removed is None else job.removed
-        if job.refine and self.refiner.cfg.applies(removed):   # uare.model.refiner
+        if refine:
             types = self.refiner.cfg.encode_types([removed] * len(pixels)).to(self.device, self.dtype)
             pixels = self.refiner(pixels.to(self.dtype), image.to(self.dtype), decoded.to(self.dtype),
                                   decoded_input.to(self.dtype), types).float()
