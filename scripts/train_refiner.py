@@ -43,7 +43,7 @@ from uare import UARE
 from uare.degradations.presets import MIXED_COMBOS, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
 from uare.model.refiner import FILENAME, Refiner, RefinerConfig, save_refiner
-from uare.pipeline import TASK_OF_TYPE, _Job, check_temperature, removed_types
+from uare.pipeline import TASK_OF_TYPE, removed_types
 from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
 
 PER_BATCH = 8
@@ -95,10 +95,9 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile) for _ in range(PER_BATCH)]
         clean, lq = (np.stack(c) for c in zip(*pairs))
         tiles = torch.from_numpy(lq).permute(0, 3, 1, 2).float() / 255
-        instruction, task, _ = pipe._instruction(Image.fromarray(lq[0]), task, None, False, types)
-        temperature = check_temperature(pipe._task_setting("temperature", task))
-        job = _Job(instruction, False, pipe.config.steps, rng.randrange(1 << 30), pipe.device,
-                   pipe._residual(task), 1.0, temperature)
+        # the settings restore() would use; the refiner itself stays out (it is what learns)
+        job, _, _ = pipe._job(Image.fromarray(lq[0]), task, None, False, types, pipe.config.steps,
+                              rng.randrange(1 << 30), refine=False)
         restored, cond = pipe._restored_latents(tiles, job)
         cols["clean"].append(torch.from_numpy(clean))
         cols["lq"].append(torch.from_numpy(lq))
@@ -106,7 +105,7 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         cols["decoded_input"].append(pipe._decode(cond).half().cpu())
         cols["residual"].append(torch.full((PER_BATCH,), int(job.residual), dtype=torch.uint8))
         presets += [preset] * PER_BATCH
-        removed += [removed_types(task, types)] * PER_BATCH   # what the refiner is told at inference
+        removed += [job.removed] * PER_BATCH   # what the refiner is told at inference
     tensors = {k: torch.cat(v).contiguous() for k, v in cols.items()}
     return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed)}
 

@@ -460,13 +460,8 @@ class UARE:
             raise ValueError(f"steps must be at least 2, got {steps}")
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
-        instruction, task, types = self._instruction(img, task, prompt, analyze, types)
-        strength = check_strength(self._task_setting("strength", task, analyze) if strength is None else strength)
-        temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
-                                        else temperature)
+        job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
-        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
-                   refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types))
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda n: progress(_tick(job, n), total)
@@ -483,7 +478,21 @@ class UARE:
         if mix != 1.0:
             out = torch.lerp(x, out, mix)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
-        return Restoration(image=image_out, text=job.text, task=task, prompt=instruction, mix=mix)
+        return Restoration(image=image_out, text=job.text, task=task, prompt=job.instruction, mix=mix)
+
+    def _job(self, img: Image.Image, task: str, prompt: Optional[str], analyze: bool, types, steps: int,
+             seed: int, strength: Optional[float] = None, temperature: Optional[float] = None,
+             refine: Optional[bool] = None) -> tuple["_Job", str, list[str]]:
+        """The settings of one restore call as restore resolves them (instruction, sampling,
+        decoding, refiner): (job, resolved task, degradation types named). Also what
+        scripts/train_refiner.py restores its training pairs with."""
+        instruction, task, types = self._instruction(img, task, prompt, analyze, types)
+        strength = check_strength(self._task_setting("strength", task, analyze) if strength is None else strength)
+        temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
+                                        else temperature)
+        job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
+                   refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types))
+        return job, task, types
 
     def _residual(self, task: str) -> bool:
         return _for_task(self.config.residual_decode, task)
