@@ -8,16 +8,19 @@
    (singles, x4 down-sampling and Real-ESRGAN's pipeline restored as x4 SR from the bicubic
    up-sampling, the mixes), restored by the model as `UARE.restore` would (the task's or
    the named instruction, the task's temperature, residual or direct decoding), eight
-   crops of one preset a batch. Kept: the clean and degraded crops (uint8) and both
+   crops of one preset a batch. A share of the crops (--dark) is darkened first (a gain
+   of 0.08-0.6): the training photos are mostly well exposed, and a refiner that never saw
+   a dark crop amplified the model's faint pattern on dark flat photos (DRealSR, session 19). Kept: the clean and degraded crops (uint8) and both
    decodings (float16), in shards of --shard batches under OUT/pairs; a killed run goes on
    from the shards it has. Every tenth shard is held out.
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
    pipeline's pixels) learns the clean crop by L1 on random half-tile windows with flips and
    rotations, AdamW with a cosine decay over the time box; OUT/train holds its state
    (safetensors) after every --save-minutes and at the end, and a rerun resumes it.
+   --init starts from another refiner (e.g. the model's own) instead of zero.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
-   fix, no mix: what the refiner itself changes).
+   fix, no mix: what the refiner itself changes), and --init's refiner where given.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -42,7 +46,7 @@ from tqdm import tqdm
 from uare import UARE
 from uare.degradations.presets import MIXED_COMBOS, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
-from uare.model.refiner import FILENAME, Refiner, RefinerConfig, save_refiner
+from uare.model.refiner import FILENAME, Refiner, RefinerConfig, load_refiner, save_refiner
 from uare.pipeline import TASK_OF_TYPE, removed_types
 from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
 
@@ -50,6 +54,7 @@ PER_BATCH = 8
 SINGLES = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight")
 # the paper's nine mixes and the three others the data builder draws
 MIXES = MIXED_COMBOS + (("blur", "noise", "jpeg"), ("rain", "haze"), ("noise", "jpeg"))
+DARK_GAINS = (0.08, 0.6)   # log-uniform; DRealSR's darkest test photos average 0.15-0.2
 
 
 def draw_job(rng: random.Random, skip: tuple[str, ...] = ()) -> tuple[str, str, list[str] | None]:
@@ -73,12 +78,16 @@ def _draw(rng: random.Random) -> tuple[str, str, list[str] | None]:
     return "multi:" + "+".join(combo), "mixed", combo if rng.random() < 0.5 else None
 
 
-def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int) -> tuple[np.ndarray, np.ndarray]:
+def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int,
+              gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, degraded) uint8 crops; gain < 1 darkens the clean crop before degrading it."""
     img = load_image(photo)
     if min(img.size) < crop:
         raise SystemExit(f"{photo}: smaller than the {crop} px crops the refiner trains on")
     x0, y0 = rng.randrange(img.width - crop + 1), rng.randrange(img.height - crop + 1)
     clean = img.crop((x0, y0, x0 + crop, y0 + crop))
+    if gain != 1.0:
+        clean = Image.fromarray((np.asarray(clean, dtype=np.float32) * gain + 0.5).astype(np.uint8))
     lq, _ = degrade(clean, preset, seed=rng.randrange(1 << 30))
     if lq.size != clean.size:   # x4 presets: the model restores the bicubic up-sampling, as sr does
         lq = lq.resize(clean.size, resample=3)
@@ -86,13 +95,21 @@ def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int) -> tuple[
 
 
 @torch.inference_mode()
+def draw_gain(rng: random.Random, dark: float) -> float:
+    if rng.random() >= dark:
+        return 1.0
+    lo, hi = DARK_GAINS
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
 def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
-               skip: tuple[str, ...]) -> tuple[dict, dict]:
+               skip: tuple[str, ...], dark: float = 0.0) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_003 + index)
-    cols, presets, removed = defaultdict(list), [], []
+    cols, presets, removed, gains = defaultdict(list), [], [], []
     for _ in range(batches):
         preset, task, types = draw_job(rng, skip)
-        pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile) for _ in range(PER_BATCH)]
+        these = [draw_gain(rng, dark) for _ in range(PER_BATCH)]
+        pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile, g) for g in these]
         clean, lq = (np.stack(c) for c in zip(*pairs))
         tiles = torch.from_numpy(lq).permute(0, 3, 1, 2).float() / 255
         # the settings restore() would use; the refiner itself stays out (it is what learns)
@@ -106,16 +123,17 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         cols["residual"].append(torch.full((PER_BATCH,), int(job.residual), dtype=torch.uint8))
         presets += [preset] * PER_BATCH
         removed += [job.removed] * PER_BATCH   # what the refiner is told at inference
+        gains += these
     tensors = {k: torch.cat(v).contiguous() for k, v in cols.items()}
-    return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed)}
+    return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed), "gains": json.dumps(gains)}
 
 
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
-               skip: tuple[str, ...] = ()) -> None:
+               skip: tuple[str, ...] = (), dark: float = 0.0) -> None:
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
-        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip)
+        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark)
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
@@ -123,13 +141,16 @@ class Pairs:
     """The shards as float tensors in [-1, 1]: clean, image, decoded, decoded_input, base."""
 
     def __init__(self, files: list[Path], cfg: RefinerConfig):
-        cols, self.presets, removed = defaultdict(list), [], []
+        cols, self.presets, removed, self.gains = defaultdict(list), [], [], []
         for f in files:
             for k, v in load_file(str(f)).items():
                 cols[k].append(v)
             with safe_open(str(f), "pt") as h:
-                self.presets += json.loads(h.metadata()["presets"])
-                removed += json.loads(h.metadata()["removed"])
+                meta = h.metadata()
+            self.presets += json.loads(meta["presets"])
+            removed += json.loads(meta["removed"])
+            # shards made before --dark hold none darkened
+            self.gains += json.loads(meta.get("gains", "null")) or [1.0] * (len(self.presets) - len(self.gains))
         self.types = cfg.encode_types(removed)
         to_float = lambda u8: u8.permute(0, 3, 1, 2).float() / 127.5 - 1
         self.clean, self.image = to_float(torch.cat(cols["clean"])), to_float(torch.cat(cols["lq"]))
@@ -168,14 +189,20 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def held_out_table(refiner: Refiner, val: Pairs) -> str:
+def held_out_table(refiner: Refiner, val: Pairs, init: Optional[Refiner] = None) -> str:
+    """PSNR-Y by preset: input, pipeline, refined (and --init's refiner); the darkened crops
+    also as a row of their own."""
     idx = torch.arange(len(val))
-    out = torch.cat([val.refine(refiner, i) for i in idx.split(64)])
-    cols = [psnr_y(val.image, val.clean), psnr_y(val.base, val.clean), psnr_y(out, val.clean)]
+    cols = [psnr_y(val.image, val.clean), psnr_y(val.base, val.clean)]
+    for r in ([init] if init is not None else []) + [refiner]:
+        cols.append(psnr_y(torch.cat([val.refine(r, i) for i in idx.split(64)]), val.clean))
     groups = defaultdict(list)
-    for i, p in enumerate(val.presets):
+    for i, (p, gain) in enumerate(zip(val.presets, val.gains)):
         groups[p if not p.startswith("multi:") else "multi (all mixes)"].append(i)
-    lines = ["| preset | crops | input | pipeline | refined |", "|---|---|---|---|---|"]
+        if gain != 1.0:
+            groups["darkened crops (all presets)"].append(i)
+    head = "| preset | crops | input | pipeline |" + (" init |" if init is not None else "") + " refined |"
+    lines = [head, "|---" * (len(cols) + 2) + "|"]
     for name in sorted(groups) + ["all"]:
         sel = torch.tensor(groups[name] if name != "all" else list(range(len(val))))
         lines.append(f"| {name} | {len(sel)} | " + " | ".join(f"{c[sel].mean():.2f}" for c in cols) + " |")
@@ -191,8 +218,10 @@ def save_state(folder: Path, refiner: Refiner, opt, step: int, seconds: float) -
 
 
 def train(train_set: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, batch: int,
-          lr: float, save_minutes: float, seed: int) -> Refiner:
+          lr: float, save_minutes: float, seed: int, init: Optional[Refiner] = None) -> Refiner:
     refiner = Refiner(cfg)
+    if init is not None:
+        refiner.start_from(init)
     opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=0.0)
     step, spent = 0, 0.0
     if (folder / "state.json").exists():   # resume
@@ -246,6 +275,13 @@ def main(argv=None) -> int:
                     help="degradation types whose restorations the refiner leaves alone (not "
                          "trained on; default lowlight, which the tiny model's refiner lowered); "
                          "'' for none")
+    ap.add_argument("--dark", type=float, default=0.25,
+                    help="share of the crops darkened before degrading (gain %g-%g, log-uniform)" % DARK_GAINS)
+    ap.add_argument("--init", metavar="FOLDER_OR_FILE",
+                    help="start from this refiner (a model folder or a refiner.safetensors) "
+                         "instead of zero; its shape must match --channels/--blocks")
+    ap.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
+                    help="learn a per-pixel share of the input too (RefinerConfig.gate)")
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -258,21 +294,34 @@ def main(argv=None) -> int:
     pipe = UARE.from_pretrained(args.model, device="cpu")
     skip = tuple(t.strip() for t in args.skip.split(",") if t.strip())
     shards = math.ceil(args.batches / args.shard)
-    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip)
+    if not 0.0 <= args.dark <= 1.0:
+        raise SystemExit(f"--dark must be in [0, 1], got {args.dark}")
+    init = None
+    if args.init:
+        src = Path(args.init)
+        if src.suffix == ".safetensors" and src.name != FILENAME:
+            raise SystemExit(f"--init {args.init}: a refiner file is named {FILENAME}")
+        init = load_refiner(src.parent if src.suffix == ".safetensors" else src)
+        if init is None:
+            raise SystemExit(f"--init {args.init}: no {FILENAME} there")
+        if (init.cfg.channels, init.cfg.blocks, init.cfg.types) != (args.channels, args.blocks, RefinerConfig.types) \
+                or init.cfg.gate > args.gate:
+            raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
+    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark)
     files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
-    cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip)
+    cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate)
     # (one shard: it is both; the held-out table then says nothing about new crops)
     train_set, val = Pairs([f for f in files if f not in held] or files, cfg), Pairs(held, cfg)
     refiner = train(train_set, out / "train", cfg, args.minutes, args.batch, args.lr, args.save_minutes,
-                    args.seed)
+                    args.seed, init)
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     for f in Path(args.model).iterdir():
         if f.is_file() and f.name != FILENAME and f.suffix != ".md":
             shutil.copy2(f, folder / f.name)
     save_refiner(refiner, folder)
-    table = held_out_table(refiner, val)
+    table = held_out_table(refiner, val, init)
     write_text(out / "val.md", f"# held-out pairs ({len(val)} crops), PSNR-Y\n\n{table}")
     print(table)
     print(f"model folder with the refiner: {folder}")

@@ -79,6 +79,43 @@ def test_a_broken_refiner_file_is_named(tmp_path):
         load_refiner(tmp_path)
 
 
+def test_the_gate_takes_a_share_of_the_input_and_starts_near_zero():
+    cfg = RefinerConfig(channels=8, blocks=1, gate=True)
+    base, image, dec, dec_in = _inputs()
+    r = Refiner(cfg)
+    with torch.no_grad():
+        start = r(base, image, dec, dec_in)
+        # at the start: 0.25% of the way to the input, no correction
+        assert torch.allclose(start, torch.lerp(base, image, torch.sigmoid(torch.tensor(-6.0))), atol=1e-6)
+        r.tail.bias[12:] = 20.0    # the gate's rows (3 colour x 4 unshuffle phases come first): all input
+        assert torch.allclose(r(base, image, dec, dec_in), image, atol=1e-6)
+
+
+def test_a_refiner_with_a_gate_starts_from_one_without():
+    old = _trained(RefinerConfig(channels=8, blocks=1))
+    new = Refiner(RefinerConfig(channels=8, blocks=1, gate=True)).start_from(old)
+    x = _inputs()
+    with torch.no_grad():
+        a, b = old(*x), new(*x)
+    assert not torch.equal(a, x[0])
+    # the same correction; the gate only moves the base 0.25% towards the input
+    assert torch.allclose(b, a + torch.sigmoid(torch.tensor(-6.0)) * (x[1] - x[0]), atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        Refiner(RefinerConfig(channels=16, blocks=1)).start_from(old)
+
+
+def test_files_written_before_the_gate_load_without_one(tmp_path):
+    r = _trained(RefinerConfig(channels=8, blocks=1))
+    tensors = {k: v.contiguous() for k, v in r.state_dict().items()}
+    save_file(tensors, str(tmp_path / FILENAME),
+              metadata={"config": json.dumps({"channels": 8, "blocks": 1, "scale": 2})})
+    back = load_refiner(tmp_path)
+    assert back.cfg.gate is False
+    gated = _trained(RefinerConfig(channels=8, blocks=1, gate=True))
+    save_refiner(gated, tmp_path)
+    assert load_refiner(tmp_path).cfg.gate is True
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The same small model without and with a (non-zero) refiner in its folder."""

@@ -58,6 +58,31 @@ def test_pairs_training_resume_and_the_model_folder(script, tmp_path, astronaut)
         script.main(args[:-6] + ["--channels", "16", "--blocks", "1", "--threads", "1"])
 
 
+def test_darkened_crops_and_a_start_from_the_models_refiner(script, tmp_path, astronaut):
+    torch.set_num_threads(1)
+    model = save_test_model(tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut[:96, :120]).save(photos / "p0.png")
+    first = tmp_path / "first"
+    common = ["--data", str(photos), "--batches", "2", "--shard", "1", "--minutes", "0.02",
+              "--channels", "8", "--blocks", "1", "--threads", "1"]
+    assert script.main(["--model", str(model), "-o", str(first), "--no-gate", "--dark", "1"] + common) == 0
+    with safe_open(str(first / "pairs" / "shard-0000.safetensors"), "pt") as f:
+        gains, clean = json.loads(f.metadata()["gains"]), f.get_tensor("clean")
+    lo, hi = script.DARK_GAINS
+    assert len(gains) == 8 and all(lo <= g <= hi for g in gains)
+    assert int(clean.max()) <= hi * 255 + 1   # every crop darkened before degrading
+    # a gated refiner starts from the first run's (no gate) and reports it next to its own
+    second = tmp_path / "second"
+    assert script.main(["--model", str(first / "model"), "--init", str(first / "model"), "-o", str(second),
+                        "--dark", "0"] + common) == 0
+    assert "init" in (second / "val.md").read_text()
+    assert UARE.from_pretrained(second / "model", device="cpu").refiner.cfg.gate
+    with pytest.raises(SystemExit, match="no refiner.safetensors"):
+        script.main(["--model", str(model), "--init", str(model), "-o", str(tmp_path / "x")] + common)
+
+
 def test_jobs_never_remove_a_skipped_type_but_keep_plain_mixes_with_it(script):
     import random
 

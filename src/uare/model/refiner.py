@@ -13,6 +13,11 @@ Optional: a model folder has one only if `refiner.safetensors` is present (its c
 the file's metadata); Bagel and FLUX decode without it. The output layer starts at zero,
 so an untrained refiner returns the pipeline's pixels unchanged.
 
+With `gate` it also takes, per pixel, a share of the input in place of the pipeline's
+pixels: out = lerp(base, input, a) + correction. Keeping the input where the model only
+invents (flat dark areas of a photo, JPEG at high quality) is then one output channel
+instead of a correction that has to cancel the model's change exactly.
+
 It is also told which degradations the restoration removes (those its instruction names,
 or the model's analysis found; none for "enhance this mix-degraded image."): the right
 correction differs by type (stay at the input's detail for JPEG, drop it for noise), and
@@ -34,6 +39,7 @@ from torch import nn
 from ..imageio import atomic_write
 
 FILENAME = "refiner.safetensors"
+GATE_START = -6.0
 
 
 @dataclass
@@ -48,6 +54,9 @@ class RefinerConfig:
     # restorations that remove any of these are left as they are (not trained on them:
     # the tiny model's refiner lowered low light on held-out crops, session 18)
     skip: tuple[str, ...] = ()
+    # a per-pixel share of the input (see the module's docstring); files written before it
+    # was added have none
+    gate: bool = False
 
     def __post_init__(self):
         self.types, self.skip = tuple(self.types), tuple(self.skip)
@@ -89,9 +98,11 @@ class Refiner(nn.Module):
         self.head = nn.Conv2d(3 * self.INPUTS * s2, cfg.channels, 3, padding=1)
         self.condition = nn.Linear(len(cfg.types), cfg.channels)   # a per-channel offset by type
         self.body = nn.Sequential(*[_Block(cfg.channels) for _ in range(cfg.blocks)])
-        self.tail = nn.Conv2d(cfg.channels, 3 * s2, 3, padding=1)
+        self.tail = nn.Conv2d(cfg.channels, (3 + cfg.gate) * s2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        if cfg.gate:   # a share of sigmoid(-6) = 0.25% at the start: nearly the pipeline's pixels
+            nn.init.constant_(self.tail.bias[3 * s2:], GATE_START)
 
     def forward(self, base: torch.Tensor, image: torch.Tensor, decoded: torch.Tensor,
                 decoded_input: torch.Tensor, types: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -103,7 +114,21 @@ class Refiner(nn.Module):
             types = base.new_zeros(base.shape[0], len(self.cfg.types))
         h = F.pixel_unshuffle(torch.cat([base, image, decoded, decoded_input], 1), s)
         h = self.body(self.head(h) + self.condition(types.to(h))[:, :, None, None])
-        return base + F.pixel_shuffle(self.tail(F.relu(h)), s)
+        out = F.pixel_shuffle(self.tail(F.relu(h)), s)
+        if self.cfg.gate:
+            base = torch.lerp(base, image, torch.sigmoid(out[:, 3:]))
+        return base + out[:, :3]
+
+    def start_from(self, other: "Refiner") -> "Refiner":
+        """Take another refiner's weights (same channels, blocks and types); one without
+        the gate gives all but the gate's output rows, which stay at their start."""
+        own = self.state_dict()
+        for k, v in other.state_dict().items():
+            if k not in own or own[k].shape[1:] != v.shape[1:] or own[k].shape[0] < v.shape[0]:
+                raise ValueError(f"refiner weights {k}: {tuple(v.shape)} do not fit {tuple(own[k].shape)}")
+            own[k][:v.shape[0]] = v
+        self.load_state_dict(own)
+        return self
 
 
 def save_refiner(refiner: Refiner, folder: str | Path) -> Path:
