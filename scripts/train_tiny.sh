@@ -48,15 +48,22 @@ for stage in stage1-single stage1-multi stage1-high-order stage2-unified; do
 done
 
 # the refiner's pairs are restorations by one stage-2 export: a newer export starts it over
-if [ -d runs/tiny/refiner/pairs ] && [ runs/tiny/stage2-unified/final/model.safetensors -nt runs/tiny/refiner/pairs ]; then
-  rm -rf runs/tiny/refiner
-fi
-if [ ! -f runs/tiny/refiner/model/refiner.safetensors ]; then
-  # last: it learns from this model's own restorations (resumes its pairs and its training)
+for r in refiner refiner-ft; do
+  if [ -d runs/tiny/$r/pairs ] && [ runs/tiny/stage2-unified/final/model.safetensors -nt runs/tiny/$r/pairs ]; then
+    rm -rf runs/tiny/$r
+  fi
+done
+if [ ! -f runs/tiny/refiner-ft/model/refiner.safetensors ]; then
+  # last: it learns from this model's own restorations (resumes its pairs and its training);
+  # as the shipped one (model card, sessions 18-19): from zero, then fine-tuned on new pairs
+  # with more darkened crops
   log "refiner: scripts/train_refiner.py on the stage-2 export's restorations"
   $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner \
     --minutes "${REFINER_MINUTES:-25}" --threads "$OMP_NUM_THREADS"
-  cp runs/tiny/refiner/model/refiner.safetensors runs/tiny/stage2-unified/final/refiner.safetensors.tmp
+  $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner-ft \
+    --init runs/tiny/refiner/model --dark 0.3 --lr 5e-4 --batches 480 --seed 2 \
+    --minutes "${REFINER_FT_MINUTES:-30}" --threads "$OMP_NUM_THREADS"
+  cp runs/tiny/refiner-ft/model/refiner.safetensors runs/tiny/stage2-unified/final/refiner.safetensors.tmp
   mv runs/tiny/stage2-unified/final/refiner.safetensors.tmp runs/tiny/stage2-unified/final/refiner.safetensors
 fi
 
