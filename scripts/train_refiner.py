@@ -10,9 +10,10 @@
    the named instruction, the task's temperature, residual or direct decoding), eight
    crops of one preset a batch. A share of the crops (--dark) is darkened first (a gain
    of 0.08-0.6): the training photos are mostly well exposed, and a refiner that never saw
-   a dark crop amplified the model's faint pattern on dark flat photos (DRealSR, session 19). Kept: the clean and degraded crops (uint8) and both
-   decodings (float16), in shards of --shard batches under OUT/pairs; a killed run goes on
-   from the shards it has. Every tenth shard is held out.
+   a dark crop amplified the model's faint pattern on dark flat photos (DRealSR, session
+   19). Kept: the clean and degraded crops (uint8) and both decodings (float16), in
+   shards of --shard batches under OUT/pairs; a killed run goes on from the shards it has.
+   Every tenth shard is held out.
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
    pipeline's pixels) learns the clean crop by L1 on random half-tile windows with flips and
    rotations, AdamW with a cosine decay over the time box; OUT/train holds its state
@@ -94,7 +95,6 @@ def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int,
     return np.asarray(clean), np.asarray(lq)
 
 
-@torch.inference_mode()
 def draw_gain(rng: random.Random, dark: float) -> float:
     if rng.random() >= dark:
         return 1.0
@@ -102,6 +102,7 @@ def draw_gain(rng: random.Random, dark: float) -> float:
     return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
 
+@torch.inference_mode()
 def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
                skip: tuple[str, ...], dark: float = 0.0) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_003 + index)
