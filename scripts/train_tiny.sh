@@ -55,8 +55,9 @@ for r in refiner refiner-ft; do
 done
 if [ ! -f runs/tiny/refiner-ft/model/refiner.safetensors ]; then
   # last: it learns from this model's own restorations (resumes its pairs and its training);
-  # as the shipped one (model card, sessions 18-19): from zero, then fine-tuned on new pairs
-  # with more darkened crops
+  # in the shipped one's two steps (model card, sessions 18-19): from zero, then fine-tuned on
+  # new pairs with more darkened crops (the shipped first step was a prototype of the
+  # script, without the gate or darkened crops)
   log "refiner: scripts/train_refiner.py on the stage-2 export's restorations"
   $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner \
     --minutes "${REFINER_MINUTES:-25}" --threads "$OMP_NUM_THREADS"
