@@ -14,11 +14,14 @@
    19). Kept: the clean and degraded crops (uint8) and both decodings (float16), in
    shards of --shard batches under OUT/pairs; a killed run goes on from the shards it has.
    Every tenth shard is held out.
+   Each shard records the model's fingerprint, so --pairs-from can refuse another model's.
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
-   pipeline's pixels) learns the clean crop by L1 on random half-tile windows with flips and
-   rotations, AdamW with a cosine decay over the time box; OUT/train holds its state
-   (safetensors) after every --save-minutes and at the end, and a rerun resumes it.
-   --init starts from another refiner (e.g. the model's own) instead of zero.
+   pipeline's pixels) learns the clean crop on random half-tile windows with flips and
+   rotations, by minus the mean PSNR (--loss psnr, the dev metric; l1 was sessions 18-19's),
+   AdamW with a cosine decay over the time box; OUT/train holds its state (safetensors)
+   after every --save-minutes and at the end, and a rerun resumes it. --init starts from
+   another refiner (e.g. the model's own) instead of zero; --pairs-from adds other runs'
+   shards to the training set.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
    fix, no mix: what the refiner itself changes), and --init's refiner where given.
@@ -26,6 +29,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -56,6 +60,7 @@ SINGLES = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight")
 # the paper's nine mixes and the three others the data builder draws
 MIXES = MIXED_COMBOS + (("blur", "noise", "jpeg"), ("rain", "haze"), ("noise", "jpeg"))
 DARK_GAINS = (0.08, 0.6)   # log-uniform; DRealSR's darkest test photos average 0.15-0.2
+PSNR_FLOOR = 1e-5          # MSE in [-1, 1] units: 56 dB, beyond which a window stops pulling
 
 
 def draw_job(rng: random.Random, skip: tuple[str, ...] = ()) -> tuple[str, str, list[str] | None]:
@@ -109,7 +114,11 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
     cols, presets, removed, gains = defaultdict(list), [], [], []
     for _ in range(batches):
         preset, task, types = draw_job(rng, skip)
-        these = [draw_gain(rng, dark) for _ in range(PER_BATCH)]
+        # only where the refiner is told what it removes: a dark crop under the plain mixed
+        # prompt is ambiguous (a dark photo, or low light to brighten), and darkening those
+        # taught it to keep the low-light mixes dark (session 19)
+        told = bool(removed_types(task, types))
+        these = [draw_gain(rng, dark if told else 0.0) for _ in range(PER_BATCH)]
         pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile, g) for g in these]
         clean, lq = (np.stack(c) for c in zip(*pairs))
         tiles = torch.from_numpy(lq).permute(0, 3, 1, 2).float() / 255
@@ -129,57 +138,108 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
     return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed), "gains": json.dumps(gains)}
 
 
+def model_fingerprint(folder: Path) -> str:
+    """What the pairs depend on: every file of the model folder but its refiner and card."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file() and f.name != FILENAME and f.suffix != ".md":
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_made_from(files: list[Path], fingerprint: str) -> None:
+    """--pairs-from shards must be restorations by the same model; shards written before the
+    fingerprint was kept (sessions 18-20) cannot be checked, which is said once."""
+    unknown = 0
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            made = (h.metadata() or {}).get("model")
+        if made is None:
+            unknown += 1
+        elif made != fingerprint:
+            raise SystemExit(f"{f}: made from another model (fingerprint {made}, --model has {fingerprint})")
+    if unknown:
+        print(f"warning: {unknown} --pairs-from shards carry no model fingerprint; they are assumed "
+              f"to be this --model's restorations", file=sys.stderr)
+
+
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
-               skip: tuple[str, ...] = (), dark: float = 0.0) -> None:
+               skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
         tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark)
+        meta["model"] = fingerprint
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 class Pairs:
-    """The shards as float tensors in [-1, 1]: clean, image, decoded, decoded_input, base."""
+    """The shards' crops: clean and degraded kept as uint8, both decodings as float16 (in
+    float32, the ~13 k crops of three runs' shards would take 13 GB), made into float
+    tensors in [-1, 1] a batch at a time: base (the pipeline's pixels), image, decoded,
+    decoded_input, clean.
+
+    Darkened crops whose job names no type are left out: shards made before session 20
+    darkened those too, and under the plain mixed prompt a dark crop is ambiguous (a dark
+    photo to keep, or low light to brighten)."""
 
     def __init__(self, files: list[Path], cfg: RefinerConfig):
         cols, self.presets, removed, self.gains = defaultdict(list), [], [], []
         for f in files:
-            for k, v in load_file(str(f)).items():
-                cols[k].append(v)
+            tensors = load_file(str(f))
             with safe_open(str(f), "pt") as h:
                 meta = h.metadata()
-            self.presets += json.loads(meta["presets"])
-            removed += json.loads(meta["removed"])
-            # shards made before --dark hold none darkened
-            self.gains += json.loads(meta.get("gains", "null")) or [1.0] * (len(self.presets) - len(self.gains))
+            n = len(tensors["clean"])
+            told = json.loads(meta["removed"])
+            gains = json.loads(meta.get("gains", "null")) or [1.0] * n   # older shards: none darkened
+            keep = [i for i in range(n) if gains[i] == 1.0 or told[i]]
+            for k, v in tensors.items():
+                cols[k].append(v[keep])
+            self.presets += [json.loads(meta["presets"])[i] for i in keep]
+            removed += [told[i] for i in keep]
+            self.gains += [gains[i] for i in keep]
         self.types = cfg.encode_types(removed)
-        to_float = lambda u8: u8.permute(0, 3, 1, 2).float() / 127.5 - 1
-        self.clean, self.image = to_float(torch.cat(cols["clean"])), to_float(torch.cat(cols["lq"]))
-        self.decoded = torch.cat(cols["decoded"]).float()
-        self.decoded_input = torch.cat(cols["decoded_input"]).float()
-        residual = torch.cat(cols["residual"]).bool().view(-1, 1, 1, 1)
-        # what the pipeline returns before the refiner: residual or direct decoding
-        self.base = torch.where(residual, self.image + self.decoded - self.decoded_input, self.decoded)
+        self.clean, self.lq = torch.cat(cols["clean"]), torch.cat(cols["lq"])
+        self.decoded, self.decoded_input = torch.cat(cols["decoded"]), torch.cat(cols["decoded_input"])
+        self.residual = torch.cat(cols["residual"]).bool().view(-1, 1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.clean)
 
-    def inputs(self, idx) -> list[torch.Tensor]:
-        return [self.base[idx], self.image[idx], self.decoded[idx], self.decoded_input[idx]]
+    @property
+    def crop(self) -> int:
+        return self.clean.shape[1]
+
+    def batch(self, idx, box: Optional[tuple[int, int, int]] = None) -> list[torch.Tensor]:
+        """[base, image, decoded, decoded_input, clean] of crops idx, cut to box = (y0, x0, side)."""
+        y0, x0, side = box or (0, 0, self.crop)
+        ys, xs = slice(y0, y0 + side), slice(x0, x0 + side)
+        image, clean = (u8[idx, ys, xs].permute(0, 3, 1, 2).float() / 127.5 - 1 for u8 in (self.lq, self.clean))
+        decoded, decoded_input = self.decoded[idx, :, ys, xs].float(), self.decoded_input[idx, :, ys, xs].float()
+        # what the pipeline returns before the refiner: residual or direct decoding
+        base = torch.where(self.residual[idx], image + decoded - decoded_input, decoded)
+        return [base, image, decoded, decoded_input, clean]
 
     def refine(self, refiner: Refiner, idx) -> torch.Tensor:
-        return refiner(*self.inputs(idx), self.types[idx])
+        return refiner(*self.batch(idx)[:4], self.types[idx])
 
     def window(self, idx: torch.Tensor, g: torch.Generator, side: int) -> list[torch.Tensor]:
-        """Random 64 px windows (even offsets: the refiner's 2x unshuffle sees one phase), a
+        """Random windows (even offsets: the refiner's 2x unshuffle sees one phase), a
         random rotation and flip shared by the five images of each sample: the four inputs
         and the clean target."""
-        crop = self.clean.shape[-1]
-        y0, x0 = (2 * torch.randint(0, (crop - side) // 2 + 1, (2,), generator=g)).tolist()
-        xs = [t[idx, :, y0:y0 + side, x0:x0 + side] for t in (*self.inputs(slice(None)), self.clean)]
+        y0, x0 = (2 * torch.randint(0, (self.crop - side) // 2 + 1, (2,), generator=g)).tolist()
+        xs = self.batch(idx, (y0, x0, side))
         k, flip = int(torch.randint(4, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))
         xs = [torch.rot90(x, k, (2, 3)) for x in xs]
         return [x.flip(3) for x in xs] if flip else xs
+
+
+def shard_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("shard-*.safetensors"))
+    if not files:
+        raise SystemExit(f"--pairs-from {folder}: no shard-*.safetensors there")
+    return files
 
 
 def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -193,10 +253,13 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def held_out_table(refiner: Refiner, val: Pairs, init: Optional[Refiner] = None) -> str:
     """PSNR-Y by preset: input, pipeline, refined (and --init's refiner); the darkened crops
     also as a row of their own."""
-    idx = torch.arange(len(val))
-    cols = [psnr_y(val.image, val.clean), psnr_y(val.base, val.clean)]
-    for r in ([init] if init is not None else []) + [refiner]:
-        cols.append(psnr_y(torch.cat([val.refine(r, i) for i in idx.split(64)]), val.clean))
+    refiners = ([init] if init is not None else []) + [refiner]
+    parts = []
+    for i in torch.arange(len(val)).split(64):
+        base, image, decoded, decoded_input, clean = val.batch(i)
+        outs = [image, base] + [r(base, image, decoded, decoded_input, val.types[i]) for r in refiners]
+        parts.append(torch.stack([psnr_y(o, clean) for o in outs]))
+    cols = torch.cat(parts, 1)
     groups = defaultdict(list)
     for i, (p, gain) in enumerate(zip(val.presets, val.gains)):
         groups[p if not p.startswith("multi:") else "multi (all mixes)"].append(i)
@@ -210,6 +273,17 @@ def held_out_table(refiner: Refiner, val: Pairs, init: Optional[Refiner] = None)
     return "\n".join(lines) + "\n"
 
 
+def psnr_loss(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Minus the mean PSNR over the windows (RGB, up to a constant). The dev metric is a mean
+    of per-image PSNRs; an L1 mean lets the jobs whose input is nearly clean (JPEG, raindrops,
+    dark crops) count for little, and those were the ones the refiner lowered (session 19)."""
+    mse = (out - clean).pow(2).mean(dim=(1, 2, 3))
+    return 10 * torch.log10(mse + PSNR_FLOOR).mean()
+
+
+LOSSES = {"l1": F.l1_loss, "psnr": psnr_loss}
+
+
 def save_state(folder: Path, refiner: Refiner, opt, step: int, seconds: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors, groups = flatten_optimizer(opt.state_dict())
@@ -219,7 +293,8 @@ def save_state(folder: Path, refiner: Refiner, opt, step: int, seconds: float) -
 
 
 def train(train_set: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, batch: int,
-          lr: float, save_minutes: float, seed: int, init: Optional[Refiner] = None) -> Refiner:
+          lr: float, save_minutes: float, seed: int, init: Optional[Refiner] = None,
+          loss_name: str = "l1") -> Refiner:
     refiner = Refiner(cfg)
     if init is not None:
         refiner.start_from(init)
@@ -242,8 +317,8 @@ def train(train_set: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, ba
         for group in opt.param_groups:   # cosine to 2% over the time box
             group["lr"] = lr * (0.02 + 0.49 * (1 + math.cos(math.pi * elapsed / budget)))
         idx = torch.randint(len(train_set), (batch,), generator=g)
-        *inputs, clean = train_set.window(idx, g, train_set.clean.shape[-1] // 2)
-        loss = F.l1_loss(refiner(*inputs, train_set.types[idx]), clean)
+        *inputs, clean = train_set.window(idx, g, train_set.crop // 2)
+        loss = LOSSES[loss_name](refiner(*inputs, train_set.types[idx]), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -283,6 +358,12 @@ def main(argv=None) -> int:
                          "instead of zero; its shape must match --channels/--blocks")
     ap.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
                     help="learn a per-pixel share of the input too (RefinerConfig.gate)")
+    ap.add_argument("--loss", choices=sorted(LOSSES), default="psnr",
+                    help="psnr: minus the mean per-window PSNR, the dev metric (default); l1: "
+                         "sessions 18-19's, which favoured the heavily degraded jobs")
+    ap.add_argument("--pairs-from", action="append", default=[], metavar="FOLDER",
+                    help="also train on the shards of another run's pairs/ folder (made from the "
+                         "same --model; repeatable); held-out pairs stay this run's own")
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -308,14 +389,20 @@ def main(argv=None) -> int:
         if (init.cfg.channels, init.cfg.blocks, init.cfg.types) != (args.channels, args.blocks, RefinerConfig.types) \
                 or init.cfg.gate > args.gate:
             raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
-    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark)
+    fingerprint = model_fingerprint(Path(args.model))
+    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint)
     files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
     cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate)
     # (one shard: it is both; the held-out table then says nothing about new crops)
-    train_set, val = Pairs([f for f in files if f not in held] or files, cfg), Pairs(held, cfg)
+    extra = [f for folder in args.pairs_from for f in shard_files(Path(folder))]
+    check_made_from(extra, fingerprint)
+    train_set = Pairs(([f for f in files if f not in held] or files) + extra, cfg)
+    val = Pairs(held, cfg)
+    print(f"training on {len(train_set)} crops ({len(extra)} shards from --pairs-from), "
+          f"{len(val)} held out", file=sys.stderr)
     refiner = train(train_set, out / "train", cfg, args.minutes, args.batch, args.lr, args.save_minutes,
-                    args.seed, init)
+                    args.seed, init, args.loss)
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     for f in Path(args.model).iterdir():

@@ -4,6 +4,7 @@ loads with its refiner."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -68,11 +69,19 @@ def test_darkened_crops_and_a_start_from_the_models_refiner(script, tmp_path, as
     common = ["--data", str(photos), "--batches", "2", "--shard", "1", "--minutes", "0.02",
               "--channels", "8", "--blocks", "1", "--threads", "1"]
     assert script.main(["--model", str(model), "-o", str(first), "--no-gate", "--dark", "1"] + common) == 0
-    with safe_open(str(first / "pairs" / "shard-0000.safetensors"), "pt") as f:
-        gains, clean = json.loads(f.metadata()["gains"]), f.get_tensor("clean")
     lo, hi = script.DARK_GAINS
-    assert len(gains) == 8 and all(lo <= g <= hi for g in gains)
-    assert int(clean.max()) <= hi * 255 + 1   # every crop darkened before degrading
+    darkened = 0
+    for shard in sorted((first / "pairs").glob("shard-*.safetensors")):
+        with safe_open(str(shard), "pt") as f:
+            meta, clean = f.metadata(), f.get_tensor("clean")
+        gains, told = json.loads(meta["gains"]), json.loads(meta["removed"])
+        assert len(gains) == 8 and meta["model"] == script.model_fingerprint(model)
+        for g, t, c in zip(gains, told, clean):
+            # every crop whose job names its types is darkened before degrading; the plain
+            # mixed prompt's are not (dark there may be low light to brighten)
+            assert (lo <= g <= hi and int(c.max()) <= hi * 255 + 1) if t else g == 1.0
+            darkened += bool(t)
+    assert darkened
     # a gated refiner starts from the first run's (no gate) and reports it next to its own
     second = tmp_path / "second"
     assert script.main(["--model", str(first / "model"), "--init", str(first / "model"), "-o", str(second),
@@ -93,3 +102,49 @@ def test_jobs_never_remove_a_skipped_type_but_keep_plain_mixes_with_it(script):
     assert any("lowlight" in preset and types is None for preset, _, types in jobs)   # "mix-degraded"
     kinds = {preset.split(":")[0] for preset, _, _ in jobs}
     assert kinds == {"single", "multi", "realesrgan"}
+
+
+def test_pairs_leave_out_dark_untold_crops_and_other_runs_shards_join(script, tmp_path, astronaut):
+    torch.set_num_threads(1)
+    model = save_test_model(tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut[:96, :120]).save(photos / "p0.png")
+    common = ["--model", str(model), "--data", str(photos), "--shard", "1", "--minutes", "0.01",
+              "--channels", "8", "--blocks", "1", "--threads", "1"]
+    first = tmp_path / "first"
+    assert script.main(common + ["-o", str(first), "--batches", "1", "--loss", "l1"]) == 0
+    # an older run's shard: darkened crops under the plain mixed prompt (told nothing)
+    shard = first / "pairs" / "shard-0000.safetensors"
+    with safe_open(str(shard), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(removed=json.dumps([[]] * 4 + [["noise"]] * 4), gains=json.dumps([0.3, 1.0] * 4))
+    old = tmp_path / "old"
+    old.mkdir()
+    from safetensors.torch import save_file
+    save_file(tensors, str(old / "shard-0000.safetensors"), metadata={**meta, "model": "0" * 16})
+    cfg = script.RefinerConfig(channels=8, blocks=1)
+    kept = script.Pairs([old / "shard-0000.safetensors"], cfg)
+    assert len(kept) == 6 and kept.gains == [1.0, 1.0, 0.3, 1.0, 0.3, 1.0]   # 2 dark untold left out
+    base, image, decoded, decoded_input, clean = kept.batch(torch.arange(6), (2, 4, 32))
+    assert base.shape == clean.shape == (6, 3, 32, 32) and -1 <= float(image.min()) <= float(image.max()) <= 1
+    # another model's shards are refused; the same model's train beside this run's own
+    with pytest.raises(SystemExit, match="another model"):
+        script.main(common + ["-o", str(tmp_path / "second"), "--batches", "1", "--pairs-from", str(old)])
+    save_file(tensors, str(old / "shard-0000.safetensors"), metadata=meta | {"model": script.model_fingerprint(model)})
+    assert script.main(common + ["-o", str(tmp_path / "third"), "--batches", "1", "--pairs-from", str(old)]) == 0
+    with pytest.raises(SystemExit, match="no shard"):
+        script.main(common + ["-o", str(tmp_path / "fourth"), "--pairs-from", str(tmp_path)])
+
+
+def test_psnr_loss_is_minus_the_mean_psnr(script):
+    clean = torch.zeros(2, 3, 8, 8)
+    out = clean.clone()
+    out[0] += 0.1    # MSE 1e-2: 20 dB in [-1, 1] units
+    out[1] += 0.01   # MSE 1e-4: 40 dB
+    loss = script.psnr_loss(out, clean)
+    assert loss.item() == pytest.approx(10 * (math.log10(1e-2 + script.PSNR_FLOOR) + math.log10(1e-4 + script.PSNR_FLOOR)) / 2)
+    # unlike L1, the nearly clean window pulls as hard per dB as the heavily degraded one
+    out.requires_grad_(True)
+    script.psnr_loss(out, clean).backward()
+    assert out.grad[1].abs().mean() > 5 * out.grad[0].abs().mean()
