@@ -6,7 +6,7 @@
 1. Pairs: random crops of the training photos at the model's tile size (128 px for the
    tiny model), each degraded by a random preset
    (singles, x4 down-sampling and Real-ESRGAN's pipeline restored as x4 SR from the bicubic
-   up-sampling, the mixes), restored by the model as `UARE.restore` would (the task's or
+   up-sampling, the mixes; a share --camera is camera noise, uare.degradations.camera), restored by the model as `UARE.restore` would (the task's or
    the named instruction, the task's temperature, residual or direct decoding), eight
    crops of one preset a batch. A share of the crops (--dark) is darkened first (a gain
    of 0.08-0.6): the training photos are mostly well exposed, and a refiner that never saw
@@ -49,6 +49,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from uare import UARE
+from uare.degradations.camera import camera_noise
 from uare.degradations.presets import MIXED_COMBOS, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
 from uare.model.refiner import FILENAME, Refiner, RefinerConfig, load_refiner, save_refiner
@@ -60,20 +61,27 @@ SINGLES = ("blur", "noise", "jpeg", "haze", "rain", "raindrop", "lowlight")
 # the paper's nine mixes and the three others the data builder draws
 MIXES = MIXED_COMBOS + (("blur", "noise", "jpeg"), ("rain", "haze"), ("noise", "jpeg"))
 DARK_GAINS = (0.08, 0.6)   # log-uniform; DRealSR's darkest test photos average 0.15-0.2
+# not a preset: uare.degradations.camera's noise (correlated, as a camera's pipeline leaves
+# it), the clean crop replaced by its noise-free trip through the same pipeline
+CAMERA = "camera:noise"
 PSNR_FLOOR = 1e-5          # MSE in [-1, 1] units: 56 dB, beyond which a window stops pulling
 
 
-def draw_job(rng: random.Random, skip: tuple[str, ...] = ()) -> tuple[str, str, list[str] | None]:
+def draw_job(rng: random.Random, skip: tuple[str, ...] = (), camera: float = 0.0
+             ) -> tuple[str, str, list[str] | None]:
     """(preset, task, types named in the instruction or None for the task's own); none
     that removes a type the refiner skips (it will never run on those), but a mix with
-    such a type under the plain mixed prompt stays: the refiner is not told, so it runs."""
+    such a type under the plain mixed prompt stays: the refiner is not told, so it runs.
+    A share `camera` of the jobs is camera noise (CAMERA) to denoise."""
     while True:
-        preset, task, types = _draw(rng)
+        preset, task, types = _draw(rng, camera)
         if not set(removed_types(task, types)) & set(skip):
             return preset, task, types
 
 
-def _draw(rng: random.Random) -> tuple[str, str, list[str] | None]:
+def _draw(rng: random.Random, camera: float = 0.0) -> tuple[str, str, list[str] | None]:
+    if camera and rng.random() < camera:
+        return CAMERA, "denoise", ["noise"] if rng.random() < 0.5 else None
     r = rng.random()
     if r < 0.6:
         t = rng.choice(SINGLES)
@@ -94,6 +102,9 @@ def crop_pair(photo: Path, preset: str, rng: random.Random, crop: int,
     clean = img.crop((x0, y0, x0 + crop, y0 + crop))
     if gain != 1.0:
         clean = Image.fromarray((np.asarray(clean, dtype=np.float32) * gain + 0.5).astype(np.uint8))
+    if preset == CAMERA:
+        clean, lq = camera_noise(np.asarray(clean), np.random.default_rng(rng.randrange(1 << 30)))[:2]
+        return clean, lq
     lq, _ = degrade(clean, preset, seed=rng.randrange(1 << 30))
     if lq.size != clean.size:   # x4 presets: the model restores the bicubic up-sampling, as sr does
         lq = lq.resize(clean.size, resample=3)
@@ -109,11 +120,11 @@ def draw_gain(rng: random.Random, dark: float) -> float:
 
 @torch.inference_mode()
 def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
-               skip: tuple[str, ...], dark: float = 0.0) -> tuple[dict, dict]:
+               skip: tuple[str, ...], dark: float = 0.0, camera: float = 0.0) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_003 + index)
     cols, presets, removed, gains = defaultdict(list), [], [], []
     for _ in range(batches):
-        preset, task, types = draw_job(rng, skip)
+        preset, task, types = draw_job(rng, skip, camera)
         # only where the refiner is told what it removes: a dark crop under the plain mixed
         # prompt is ambiguous (a dark photo, or low light to brighten), and darkening those
         # taught it to keep the low-light mixes dark (session 19)
@@ -165,11 +176,12 @@ def check_made_from(files: list[Path], fingerprint: str) -> None:
 
 
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
-               skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "") -> None:
+               skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "",
+               camera: float = 0.0) -> None:
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
-        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark)
+        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera)
         meta["model"] = fingerprint
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -353,6 +365,9 @@ def main(argv=None) -> int:
                          "'' for none")
     ap.add_argument("--dark", type=float, default=0.25,
                     help="share of the crops darkened before degrading (gain %g-%g, log-uniform)" % DARK_GAINS)
+    ap.add_argument("--camera", type=float, default=0.05,
+                    help="share of the jobs that denoise camera noise (uare.degradations.camera: "
+                         "correlated, as real photos' noise is; the presets' noise is white)")
     ap.add_argument("--init", metavar="FOLDER_OR_FILE",
                     help="start from this refiner (a model folder or a refiner.safetensors) "
                          "instead of zero; its shape must match --channels/--blocks")
@@ -376,8 +391,9 @@ def main(argv=None) -> int:
     pipe = UARE.from_pretrained(args.model, device="cpu")
     skip = tuple(t.strip() for t in args.skip.split(",") if t.strip())
     shards = math.ceil(args.batches / args.shard)
-    if not 0.0 <= args.dark <= 1.0:
-        raise SystemExit(f"--dark must be in [0, 1], got {args.dark}")
+    for name in ("dark", "camera"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise SystemExit(f"--{name} must be in [0, 1], got {getattr(args, name)}")
     init = None
     if args.init:
         src = Path(args.init)
@@ -390,7 +406,8 @@ def main(argv=None) -> int:
                 or init.cfg.gate > args.gate:
             raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
     fingerprint = model_fingerprint(Path(args.model))
-    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint)
+    make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint,
+               args.camera)
     files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
     cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate)

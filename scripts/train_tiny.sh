@@ -60,9 +60,9 @@ if [ ! -f runs/tiny/refiner-ft/model/refiner.safetensors ]; then
   # script, without the gate or darkened crops)
   log "refiner: scripts/train_refiner.py on the stage-2 export's restorations"
   $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner \
-    --minutes "${REFINER_MINUTES:-25}" --threads "$OMP_NUM_THREADS"
+    --loss l1 --minutes "${REFINER_MINUTES:-25}" --threads "$OMP_NUM_THREADS"
   $RUN scripts/train_refiner.py --model runs/tiny/stage2-unified/final --data "$DATA" -o runs/tiny/refiner-ft \
-    --init runs/tiny/refiner/model --dark 0.3 --lr 5e-4 --batches 480 --seed 2 \
+    --init runs/tiny/refiner/model --dark 0.3 --lr 5e-4 --batches 480 --seed 2 --loss l1 \
     --minutes "${REFINER_FT_MINUTES:-30}" --threads "$OMP_NUM_THREADS"
   cp runs/tiny/refiner-ft/model/refiner.safetensors runs/tiny/stage2-unified/final/refiner.safetensors.tmp
   mv runs/tiny/stage2-unified/final/refiner.safetensors.tmp runs/tiny/stage2-unified/final/refiner.safetensors

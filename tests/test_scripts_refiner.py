@@ -148,3 +148,19 @@ def test_psnr_loss_is_minus_the_mean_psnr(script):
     out.requires_grad_(True)
     script.psnr_loss(out, clean).backward()
     assert out.grad[1].abs().mean() > 5 * out.grad[0].abs().mean()
+
+
+def test_camera_noise_jobs_denoise_and_pair_with_the_noise_free_trip(script, tmp_path, astronaut):
+    import random
+
+    rng = random.Random(0)
+    jobs = [script.draw_job(rng, ("lowlight",), camera=0.5) for _ in range(200)]
+    cams = [j for j in jobs if j[0] == script.CAMERA]
+    assert 60 < len(cams) < 140 and all(task == "denoise" for _, task, _ in cams)
+    assert not any(j[0] == script.CAMERA for j in (script.draw_job(rng) for _ in range(200)))
+    Image.fromarray(astronaut[:160, :160]).save(tmp_path / "p.png")
+    clean, lq = script.crop_pair(tmp_path / "p.png", script.CAMERA, random.Random(1), 128)
+    assert clean.shape == lq.shape == (128, 128, 3)
+    # the reference is the crop through the same camera without noise, not the crop itself
+    assert not any(np.array_equal(clean, astronaut[y:y + 128, x:x + 128]) for y in range(33) for x in range(33))
+    assert 0 < np.abs(clean.astype(int) - lq).mean() < 20

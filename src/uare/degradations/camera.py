@@ -1,0 +1,91 @@
+"""Camera noise: shot and read noise added to the raw Bayer mosaic, then demosaicked and
+gamma-encoded, as a camera's own pipeline does.
+
+The noise presets add white noise to the finished sRGB pixels. A camera adds it before
+demosaicking, which spreads each raw sample over its neighbours (spatially correlated
+noise) and before the tone curve (more noise in the shadows than in the highlights, in
+sRGB). Real camera noise (CC15, Nam et al. 2016) reads 2.5-4x weaker than it is to an
+estimator that looks at the finest scale only (uare.fidelity.noise_sigma), because
+demosaicking moved part of it to coarser scales; this is a stand-in for such noise to
+train and tune on, not a calibrated model of any camera.
+
+Not a preset of `uare degrade` (the paper's types are the presets); used by
+scripts/train_refiner.py (camera-noise pairs) and the tune checks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+GAMMA = 2.2
+# shot-noise variance per unit of linear signal, log-uniform: at mid-grey that is a luma
+# std of ~1-7 grey levels after demosaicking (CC15's ISO 3200 photos: ~2.5-4)
+SHOT = (2e-4, 8e-3)
+# read-noise variance as a share of the shot factor, log-uniform
+READ_SHARE = (1e-3, 3e-2)
+# std in px of the smoothing of the noise (in-camera noise reduction), uniform
+SMOOTH = (0.0, 1.0)
+
+# bilinear demosaicking of an RGGB mosaic: green from its four neighbours, red and blue from
+# two or four
+_G = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+_RB = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
+
+
+def bayer_masks(h: int, w: int) -> torch.Tensor:
+    """(3, h, w) 0/1 masks of an RGGB mosaic: which colour each photosite records."""
+    m = torch.zeros(3, h, w)
+    m[0, 0::2, 0::2] = 1
+    m[1, 0::2, 1::2] = 1
+    m[1, 1::2, 0::2] = 1
+    m[2, 1::2, 1::2] = 1
+    return m
+
+
+def demosaic(raw: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(h, w) mosaic -> (3, h, w) by bilinear interpolation (reflected borders)."""
+    planes = (raw[None] * masks)[:, None]                     # (3, 1, h, w), zeros elsewhere
+    planes = F.pad(planes, (1, 1, 1, 1), mode="reflect")
+    kernels = torch.stack([_RB, _G, _RB])[:, None]            # (3, 1, 3, 3)
+    return torch.cat([F.conv2d(planes[c:c + 1], kernels[c:c + 1]) for c in range(3)], 1)[0]
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(3, h, w) through a separable Gaussian of std sigma px (reflected borders)."""
+    if sigma <= 0:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum())
+    x = F.pad(x[:, None], (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return F.conv2d(x, k.view(1, 1, -1, 1))[:, 0]
+
+
+def camera_noise(image: np.ndarray, rng: np.random.Generator, shot: Optional[float] = None,
+                 read_share: Optional[float] = None, smooth: Optional[float] = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(H, W, 3) uint8 -> (clean, noisy, parameters drawn). The image goes through the
+    camera: linearised, mosaicked, demosaicked, re-encoded; `clean` is that round trip
+    without noise (what a mean of many shots gives, as CC15's references are), `noisy`
+    the same with shot and read noise added to the mosaic and smoothed by `smooth` px (a
+    camera's own noise reduction, which leaves the coarser part)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"camera_noise needs (H, W, 3) uint8 pixels, got {image.shape} {image.dtype}")
+    shot = shot if shot is not None else math.exp(rng.uniform(*np.log(SHOT)))
+    read_share = read_share if read_share is not None else math.exp(rng.uniform(*np.log(READ_SHARE)))
+    smooth = smooth if smooth is not None else float(rng.uniform(*SMOOTH))
+    h, w, _ = image.shape
+    linear = (torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)) ** GAMMA
+    masks = bayer_masks(h, w)
+    raw = (linear * masks).sum(0)
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+    noise = torch.sqrt(shot * raw + shot * read_share) * torch.randn(raw.shape, generator=gen)
+    clean = demosaic(raw, masks).clamp(0, 1)
+    noisy = (clean + _blur(demosaic(noise, masks), smooth)).clamp(0, 1)
+    to_u8 = lambda t: ((t ** (1 / GAMMA)).permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    return to_u8(clean), to_u8(noisy), {"shot": shot, "read_share": read_share, "smooth": smooth}

@@ -1,0 +1,45 @@
+"""uare.degradations.camera: noise added to the Bayer mosaic before demosaicking comes out
+correlated, so a finest-scale estimator (uare.fidelity.noise_sigma) reads it low, as it
+reads real camera noise (CC15)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from uare.degradations.camera import bayer_masks, camera_noise, demosaic
+from uare.fidelity import noise_sigma
+
+
+def test_the_mosaic_records_one_colour_a_site_and_demosaicking_keeps_flat_colour():
+    masks = bayer_masks(6, 8)
+    assert torch.equal(masks.sum(0), torch.ones(6, 8)) and masks[1].mean() == 0.5
+    colour = torch.tensor([0.2, 0.5, 0.8]).view(3, 1, 1).expand(3, 6, 8)
+    out = demosaic((colour * masks).sum(0), masks)
+    # reflected borders keep the mosaic's phase, so the edges are exact too
+    assert torch.allclose(out, colour, atol=1e-6)
+
+
+def test_camera_noise_is_seeded_and_leaves_the_clean_trip_alone(astronaut):
+    crop = np.ascontiguousarray(astronaut[100:228, 100:228])
+    clean, noisy, params = camera_noise(crop, np.random.default_rng(3))
+    again = camera_noise(crop, np.random.default_rng(3))
+    assert np.array_equal(noisy, again[1]) and np.array_equal(clean, again[0]) and params == again[2]
+    assert clean.shape == noisy.shape == crop.shape and noisy.dtype == np.uint8
+    # without noise the trip only loses some colour detail: the clean reference stays close
+    assert np.abs(clean.astype(int) - crop).mean() < 6
+    assert not np.array_equal(clean, noisy)
+    with pytest.raises(ValueError, match="uint8"):
+        camera_noise(crop.astype(np.float32), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("smooth", [0.0, 1.0])
+def test_the_noise_is_correlated_and_reads_low_to_a_finest_scale_estimate(astronaut, smooth):
+    flat = np.full((128, 128, 3), 110, np.uint8)
+    clean, noisy, _ = camera_noise(flat, np.random.default_rng(0), shot=4e-3, read_share=0.01, smooth=smooth)
+    luma = lambda a: a.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    n = luma(noisy) - luma(clean)
+    lag1 = np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1]
+    assert lag1 > (0.6 if smooth else 0.3)   # white noise: ~0
+    est = noise_sigma(torch.from_numpy(luma(noisy) / 255.0)[None].float()) * 255
+    assert n.std() > (4.0 if smooth else 2.0) * est   # white noise: 1.0
