@@ -24,13 +24,19 @@ def script():
     return load_script("scripts/train_refiner.py")
 
 
-def test_pairs_training_resume_and_the_model_folder(script, tmp_path, astronaut):
+def model_and_photos(tmp_path, astronaut, crops=((0, 0),)):
+    """The small test model and a folder of 96x120 crops of the astronaut photo."""
     torch.set_num_threads(1)
     model = save_test_model(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i, (y, x) in enumerate(((0, 0), (200, 250))):
+    for i, (y, x) in enumerate(crops):
         Image.fromarray(astronaut[y:y + 96, x:x + 120]).save(photos / f"p{i}.png")
+    return model, photos
+
+
+def test_pairs_training_resume_and_the_model_folder(script, tmp_path, astronaut):
+    model, photos = model_and_photos(tmp_path, astronaut, ((0, 0), (200, 250)))
     out = tmp_path / "run"
     args = ["--model", str(model), "--data", str(photos), "-o", str(out), "--batches", "2", "--shard", "1",
             "--minutes", "0.03", "--channels", "8", "--blocks", "1", "--threads", "1"]
@@ -60,11 +66,7 @@ def test_pairs_training_resume_and_the_model_folder(script, tmp_path, astronaut)
 
 
 def test_darkened_crops_and_a_start_from_the_models_refiner(script, tmp_path, astronaut):
-    torch.set_num_threads(1)
-    model = save_test_model(tmp_path / "model")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(astronaut[:96, :120]).save(photos / "p0.png")
+    model, photos = model_and_photos(tmp_path, astronaut)
     first = tmp_path / "first"
     common = ["--data", str(photos), "--batches", "2", "--shard", "1", "--minutes", "0.02",
               "--channels", "8", "--blocks", "1", "--threads", "1"]
@@ -105,11 +107,7 @@ def test_jobs_never_remove_a_skipped_type_but_keep_plain_mixes_with_it(script):
 
 
 def test_pairs_leave_out_dark_untold_crops_and_other_runs_shards_join(script, tmp_path, astronaut):
-    torch.set_num_threads(1)
-    model = save_test_model(tmp_path / "model")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(astronaut[:96, :120]).save(photos / "p0.png")
+    model, photos = model_and_photos(tmp_path, astronaut)
     common = ["--model", str(model), "--data", str(photos), "--shard", "1", "--minutes", "0.01",
               "--channels", "8", "--blocks", "1", "--threads", "1"]
     first = tmp_path / "first"
