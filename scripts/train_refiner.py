@@ -4,24 +4,25 @@
         -o runs/refiner [--batches 320] [--minutes 20] [--seed 1]
 
 1. Pairs: random crops of the training photos at the model's tile size (128 px for the
-   tiny model), each degraded by a random preset
-   (singles, x4 down-sampling and Real-ESRGAN's pipeline restored as x4 SR from the bicubic
-   up-sampling, the mixes; a share --camera is camera noise, uare.degradations.camera), restored by the model as `UARE.restore` would (the task's or
-   the named instruction, the task's temperature, residual or direct decoding), eight
-   crops of one preset a batch. A share of the crops (--dark) is darkened first (a gain
-   of 0.08-0.6): the training photos are mostly well exposed, and a refiner that never saw
-   a dark crop amplified the model's faint pattern on dark flat photos (DRealSR, session
+   tiny model), each degraded by a random preset (singles, x4 down-sampling and
+   Real-ESRGAN's pipeline restored as x4 SR from the bicubic up-sampling, the mixes; a
+   share --camera is camera noise, uare.degradations.camera), restored by the model as
+   `UARE.restore` would (the task's or the named instruction, the task's temperature,
+   residual or direct decoding), eight crops of one preset a batch. A share of the crops
+   whose instruction names the degradation (--dark) is darkened first (a gain of
+   0.08-0.6): the training photos are mostly well exposed, and a refiner that never saw a
+   dark crop amplified the model's faint pattern on dark flat photos (DRealSR, session
    19). Kept: the clean and degraded crops (uint8) and both decodings (float16), in
-   shards of --shard batches under OUT/pairs; a killed run goes on from the shards it has.
+   shards of --shard batches under OUT/pairs, each with the model's fingerprint (so
+   --pairs-from can refuse another model's); a killed run goes on from the shards it has.
    Every tenth shard is held out.
-   Each shard records the model's fingerprint, so --pairs-from can refuse another model's.
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
    pipeline's pixels) learns the clean crop on random half-tile windows with flips and
    rotations, by L1 or minus the mean PSNR (--loss psnr: the dev metric, but it gives heavy
-   degradations little weight; session 20), AdamW with a cosine decay over the time box; OUT/train holds its state (safetensors)
-   after every --save-minutes and at the end, and a rerun resumes it. --init starts from
-   another refiner (e.g. the model's own) instead of zero; --pairs-from adds other runs'
-   shards to the training set.
+   degradations little weight; session 20), AdamW with a cosine decay over the time box;
+   OUT/train holds its state (safetensors) after every --save-minutes and at the end, and
+   a rerun resumes it. --init starts from another refiner (e.g. the model's own) instead
+   of zero; --pairs-from adds other runs' shards to the training set.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
    fix, no mix: what the refiner itself changes), and --init's refiner where given.
@@ -208,7 +209,8 @@ class Pairs:
             keep = [i for i in range(n) if gains[i] == 1.0 or told[i]]
             for k, v in tensors.items():
                 cols[k].append(v[keep])
-            self.presets += [json.loads(meta["presets"])[i] for i in keep]
+            presets = json.loads(meta["presets"])
+            self.presets += [presets[i] for i in keep]
             removed += [told[i] for i in keep]
             self.gains += [gains[i] for i in keep]
         self.types = cfg.encode_types(removed)
@@ -232,9 +234,6 @@ class Pairs:
         # what the pipeline returns before the refiner: residual or direct decoding
         base = torch.where(self.residual[idx], image + decoded - decoded_input, decoded)
         return [base, image, decoded, decoded_input, clean]
-
-    def refine(self, refiner: Refiner, idx) -> torch.Tensor:
-        return refiner(*self.batch(idx)[:4], self.types[idx])
 
     def window(self, idx: torch.Tensor, g: torch.Generator, side: int) -> list[torch.Tensor]:
         """Random windows (even offsets: the refiner's 2x unshuffle sees one phase), a

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .ops import gaussian_1d, separable_filter
+
 GAMMA = 2.2
 # shot-noise variance per unit of linear signal, log-uniform: at mid-grey that is a luma
 # std of ~1-7 grey levels after demosaicking (CC15's ISO 3200 photos: ~2.5-4)
@@ -55,15 +57,11 @@ def demosaic(raw: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(3, h, w) through a separable Gaussian of std sigma px (reflected borders)."""
+    """(3, h, w) through a Gaussian of std sigma px (reflected borders)."""
     if sigma <= 0:
         return x
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
-    k = (k / k.sum())
-    x = F.pad(x[:, None], (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    return F.conv2d(x, k.view(1, 1, -1, 1))[:, 0]
+    taps = gaussian_1d(sigma, max(1, math.ceil(3 * sigma))).tolist()
+    return separable_filter(x[None], taps, taps)[0]
 
 
 def camera_noise(image: np.ndarray, rng: np.random.Generator, shot: Optional[float] = None,
