@@ -50,10 +50,9 @@ def bayer_masks(h: int, w: int) -> torch.Tensor:
 
 def demosaic(raw: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(h, w) mosaic -> (3, h, w) by bilinear interpolation (reflected borders)."""
-    planes = (raw[None] * masks)[:, None]                     # (3, 1, h, w), zeros elsewhere
-    planes = F.pad(planes, (1, 1, 1, 1), mode="reflect")
-    kernels = torch.stack([_RB, _G, _RB])[:, None]            # (3, 1, 3, 3)
-    return torch.cat([F.conv2d(planes[c:c + 1], kernels[c:c + 1]) for c in range(3)], 1)[0]
+    planes = F.pad((raw * masks)[None], (1, 1, 1, 1), mode="reflect")   # (1, 3, h+2, w+2), zeros elsewhere
+    kernels = torch.stack([_RB, _G, _RB])[:, None]                      # one (1, 3, 3) per colour
+    return F.conv2d(planes, kernels, groups=3)[0]
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
