@@ -148,6 +148,25 @@ def test_psnr_loss_is_minus_the_mean_psnr(script):
     assert out.grad[1].abs().mean() > 5 * out.grad[0].abs().mean()
 
 
+def test_root_loss_weighs_windows_between_l1_and_psnr(script):
+    clean = torch.zeros(2, 3, 8, 8)
+    out = clean.clone()
+    out[0] += 0.1
+    out[1] += 0.01
+    loss = script.root_loss(out, clean)
+    assert loss.item() == pytest.approx(((1e-2 + script.PSNR_FLOOR) ** 0.25 + (1e-4 + script.PSNR_FLOOR) ** 0.25) / 2)
+    ratios = {}
+    for name in ("l1", "root", "psnr"):
+        x = out.clone().requires_grad_(True)
+        script.LOSSES[name](x, clean).backward()
+        ratios[name] = float(x.grad[1].abs().mean() / x.grad[0].abs().mean())
+    # per pixel the light window (1/10 the error) pulls as hard as the heavy one under L1,
+    # 10x as hard under PSNR and 10^(1/2)x under root (less a little for the floor)
+    assert ratios["l1"] == pytest.approx(1.0)
+    assert ratios["root"] == pytest.approx(10 ** 0.5, rel=0.1)
+    assert ratios["psnr"] > 2.5 * ratios["root"]
+
+
 def test_camera_noise_jobs_denoise_and_pair_with_the_noise_free_trip(script, tmp_path, astronaut):
     import random
 
