@@ -19,7 +19,8 @@
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
    pipeline's pixels) learns the clean crop on random half-tile windows with flips and
    rotations, by L1, minus the mean PSNR (--loss psnr: the dev metric, but it gives heavy
-   degradations little weight; session 20) or the mean root RMSE between them (--loss root), AdamW with a cosine decay over the time box;
+   degradations little weight; session 20) or the mean root RMSE between them (--loss
+   root), AdamW with a cosine decay over the time box;
    OUT/train holds its state (safetensors) after every --save-minutes and at the end, and
    a rerun resumes it. --init starts from another refiner (e.g. the model's own) instead
    of zero; --pairs-from adds other runs' shards to the training set.
@@ -288,17 +289,20 @@ def psnr_loss(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Minus the mean PSNR over the windows (RGB, up to a constant). The dev metric is a mean
     of per-image PSNRs; an L1 mean lets the jobs whose input is nearly clean (JPEG, raindrops,
     dark crops) count for little, and those were the ones the refiner lowered (session 19)."""
-    mse = (out - clean).pow(2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(mse + PSNR_FLOOR).mean()
+    return 10 * torch.log10(_window_mse(out, clean) + PSNR_FLOOR).mean()
 
 
 def root_loss(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """The mean over windows of RMSE^(1/2): of degree 1/2 in the error, between L1 (degree
     1: a window pulls by its error) and PSNR (degree 0: by its error relative to its MSE).
-    PSNR taught light camera noise but let heavy noise go, L1 the reverse (session 20); a
-    window with 100x the MSE pulls 10x less per unit of error here, not 100x less."""
-    mse = (out - clean).pow(2).mean(dim=(1, 2, 3))
-    return (mse + PSNR_FLOOR).pow(0.25).mean()
+    PSNR taught light camera noise but let heavy noise go, L1 the reverse (session 20). Per
+    pixel, a window with 10x the error pulls as hard as the light one under L1, 1/10 as
+    hard under PSNR and 1/sqrt(10) as hard here."""
+    return (_window_mse(out, clean) + PSNR_FLOOR).pow(0.25).mean()
+
+
+def _window_mse(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    return (out - clean).pow(2).mean(dim=(1, 2, 3))
 
 
 LOSSES = {"l1": F.l1_loss, "psnr": psnr_loss, "root": root_loss}
