@@ -20,10 +20,10 @@
    pipeline's pixels) learns the clean crop on random half-tile windows with flips and
    rotations, by L1, minus the mean PSNR (--loss psnr: the dev metric, but it gives heavy
    degradations little weight; session 20) or the mean root RMSE between them (--loss
-   root), AdamW with a cosine decay over the time box;
-   OUT/train holds its state (safetensors) after every --save-minutes and at the end, and
-   a rerun resumes it. --init starts from another refiner (e.g. the model's own) instead
-   of zero; --pairs-from adds other runs' shards to the training set.
+   root), AdamW with a cosine decay over the time box; OUT/train holds its state
+   (safetensors) after every --save-minutes and at the end, and a rerun resumes it. --init
+   starts from another refiner (e.g. the model's own) instead of zero; --pairs-from adds
+   other runs' shards to the training set.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
    fix, no mix: what the refiner itself changes), and --init's refiner where given.

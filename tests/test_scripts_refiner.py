@@ -135,11 +135,18 @@ def test_pairs_leave_out_dark_untold_crops_and_other_runs_shards_join(script, tm
         script.main(common + ["-o", str(tmp_path / "fourth"), "--pairs-from", str(tmp_path)])
 
 
-def test_psnr_loss_is_minus_the_mean_psnr(script):
+def _heavy_and_light_window():
+    """(out, clean): window 0 off by 0.1 everywhere (MSE 1e-2: 20 dB in [-1, 1] units),
+    window 1 by 0.01 (MSE 1e-4: 40 dB)."""
     clean = torch.zeros(2, 3, 8, 8)
     out = clean.clone()
-    out[0] += 0.1    # MSE 1e-2: 20 dB in [-1, 1] units
-    out[1] += 0.01   # MSE 1e-4: 40 dB
+    out[0] += 0.1
+    out[1] += 0.01
+    return out, clean
+
+
+def test_psnr_loss_is_minus_the_mean_psnr(script):
+    out, clean = _heavy_and_light_window()
     loss = script.psnr_loss(out, clean)
     assert loss.item() == pytest.approx(10 * (math.log10(1e-2 + script.PSNR_FLOOR) + math.log10(1e-4 + script.PSNR_FLOOR)) / 2)
     # unlike L1, the nearly clean window pulls as hard per dB as the heavily degraded one
@@ -149,10 +156,7 @@ def test_psnr_loss_is_minus_the_mean_psnr(script):
 
 
 def test_root_loss_weighs_windows_between_l1_and_psnr(script):
-    clean = torch.zeros(2, 3, 8, 8)
-    out = clean.clone()
-    out[0] += 0.1
-    out[1] += 0.01
+    out, clean = _heavy_and_light_window()
     loss = script.root_loss(out, clean)
     assert loss.item() == pytest.approx(((1e-2 + script.PSNR_FLOOR) ** 0.25 + (1e-4 + script.PSNR_FLOOR) ** 0.25) / 2)
     ratios = {}
