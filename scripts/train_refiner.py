@@ -55,6 +55,7 @@ from uare.degradations.camera import camera_noise
 from uare.degradations.presets import MIXED_COMBOS, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
 from uare.model.refiner import FILENAME, Refiner, RefinerConfig, load_refiner, save_refiner
+from uare.data.responses import mentioned_types
 from uare.pipeline import TASK_OF_TYPE, removed_types
 from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
 
@@ -122,22 +123,37 @@ def draw_gain(rng: random.Random, dark: float) -> float:
 
 @torch.inference_mode()
 def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
-               skip: tuple[str, ...], dark: float = 0.0, camera: float = 0.0) -> tuple[dict, dict]:
+               skip: tuple[str, ...], dark: float = 0.0, camera: float = 0.0,
+               guided: float = 0.0) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_003 + index)
-    cols, presets, removed, gains = defaultdict(list), [], [], []
-    for _ in range(batches):
+    cols, presets, removed, gains, analysed = defaultdict(list), [], [], [], []
+    for _ in range(4 * batches):   # analyses naming a skipped type are drawn again
+        if len(presets) == batches * PER_BATCH:
+            break
         preset, task, types = draw_job(rng, skip, camera)
+        # analyse-then-restore: the refiner is told what the model's analysis names, which
+        # on the tiny model is often wrong (session 21: "blur, noise, JPEG" for most mixes),
+        # so it has to learn how far to trust it from the analyses themselves
+        analyse = bool(guided) and preset != CAMERA and task != "sr" and rng.random() < guided
+        if analyse:
+            types = None
         # only where the refiner is told what it removes: a dark crop under the plain mixed
         # prompt is ambiguous (a dark photo, or low light to brighten), and darkening those
-        # taught it to keep the low-light mixes dark (session 19)
-        told = bool(removed_types(task, types))
+        # taught it to keep the low-light mixes dark (session 19); nor under an analysis,
+        # which may name low light wrongly
+        told = bool(removed_types(task, types)) and not analyse
         these = [draw_gain(rng, dark if told else 0.0) for _ in range(PER_BATCH)]
         pairs = [crop_pair(rng.choice(photos), preset, rng, pipe.tiles.tile, g) for g in these]
         clean, lq = (np.stack(c) for c in zip(*pairs))
         tiles = torch.from_numpy(lq).permute(0, 3, 1, 2).float() / 255
         # the settings restore() would use; the refiner itself stays out (it is what learns)
-        job, _, _ = pipe._job(Image.fromarray(lq[0]), task, None, False, types, pipe.config.steps,
+        job, _, _ = pipe._job(Image.fromarray(lq[0]), task, None, analyse, types, pipe.config.steps,
                               rng.randrange(1 << 30), refine=False)
+        if analyse:   # one analysis shared by the batch, as by every tile of a large image
+            job.text = pipe._analysis_of_whole(tiles[0], job)
+            job.removed = removed_types(None, mentioned_types(job.text))
+            if set(job.removed) & set(skip):   # the refiner will not run on it: draw another
+                continue
         restored, cond = pipe._restored_latents(tiles, job)
         cols["clean"].append(torch.from_numpy(clean))
         cols["lq"].append(torch.from_numpy(lq))
@@ -147,8 +163,12 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         presets += [preset] * PER_BATCH
         removed += [job.removed] * PER_BATCH   # what the refiner is told at inference
         gains += these
+        analysed += [analyse] * PER_BATCH
+    if not presets:
+        raise SystemExit(f"shard {index}: every analysis named a type the refiner skips ({', '.join(skip)})")
     tensors = {k: torch.cat(v).contiguous() for k, v in cols.items()}
-    return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed), "gains": json.dumps(gains)}
+    return tensors, {"presets": json.dumps(presets), "removed": json.dumps(removed), "gains": json.dumps(gains),
+                     "analysed": json.dumps(analysed)}
 
 
 def model_fingerprint(folder: Path) -> str:
@@ -179,11 +199,11 @@ def check_made_from(files: list[Path], fingerprint: str) -> None:
 
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
                skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "",
-               camera: float = 0.0) -> None:
+               camera: float = 0.0, guided: float = 0.0) -> None:
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
-        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera)
+        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera, guided)
         meta["model"] = fingerprint
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -199,7 +219,7 @@ class Pairs:
     photo to keep, or low light to brighten)."""
 
     def __init__(self, files: list[Path], cfg: RefinerConfig):
-        cols, self.presets, removed, self.gains = defaultdict(list), [], [], []
+        cols, self.presets, removed, self.gains, self.analysed = defaultdict(list), [], [], [], []
         for f in files:
             tensors = load_file(str(f))
             with safe_open(str(f), "pt") as h:
@@ -214,6 +234,8 @@ class Pairs:
             self.presets += [presets[i] for i in keep]
             removed += [told[i] for i in keep]
             self.gains += [gains[i] for i in keep]
+            analysed = json.loads(meta.get("analysed", "null")) or [False] * n   # before session 22: none
+            self.analysed += [analysed[i] for i in keep]
         self.types = cfg.encode_types(removed)
         self.clean, self.lq = torch.cat(cols["clean"]), torch.cat(cols["lq"])
         self.decoded, self.decoded_input = torch.cat(cols["decoded"]), torch.cat(cols["decoded_input"])
@@ -273,10 +295,12 @@ def held_out_table(refiner: Refiner, val: Pairs, init: Optional[Refiner] = None)
         parts.append(torch.stack([psnr_y(o, clean) for o in outs]))
     cols = torch.cat(parts, 1)
     groups = defaultdict(list)
-    for i, (p, gain) in enumerate(zip(val.presets, val.gains)):
+    for i, (p, gain, analysed) in enumerate(zip(val.presets, val.gains, val.analysed)):
         groups[p if not p.startswith("multi:") else "multi (all mixes)"].append(i)
         if gain != 1.0:
             groups["darkened crops (all presets)"].append(i)
+        if analysed:
+            groups["analyse-then-restore (all presets)"].append(i)
     head = "| preset | crops | input | pipeline |" + (" init |" if init is not None else "") + " refined |"
     lines = [head, "|---" * (len(cols) + 2) + "|"]
     for name in sorted(groups) + ["all"]:
@@ -380,9 +404,15 @@ def main(argv=None) -> int:
     ap.add_argument("--camera", type=float, default=0.0,
                     help="share of the jobs that denoise camera noise (uare.degradations.camera: "
                          "correlated, as real photos' noise is; the presets' noise is white)")
+    ap.add_argument("--guided", type=float, default=0.0,
+                    help="share of the jobs (not x4 SR or camera noise) restored by "
+                         "analyse-then-restore, the refiner told the types the analysis names")
     ap.add_argument("--init", metavar="FOLDER_OR_FILE",
                     help="start from this refiner (a model folder or a refiner.safetensors) "
                          "instead of zero; its shape must match --channels/--blocks")
+    ap.add_argument("--noise-scales", default="", metavar="S[,S...]",
+                    help="tell the refiner its input's estimated noise level at these scales "
+                         "(RefinerConfig.noise_scales, e.g. 1,2); default none")
     ap.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
                     help="learn a per-pixel share of the input too (RefinerConfig.gate)")
     ap.add_argument("--loss", choices=sorted(LOSSES), default="l1",
@@ -405,9 +435,14 @@ def main(argv=None) -> int:
     pipe = UARE.from_pretrained(args.model, device="cpu")
     skip = tuple(t.strip() for t in args.skip.split(",") if t.strip())
     shards = math.ceil(args.batches / args.shard)
-    for name in ("dark", "camera"):
+    for name in ("dark", "camera", "guided"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise SystemExit(f"--{name} must be in [0, 1], got {getattr(args, name)}")
+    try:
+        noise_scales = tuple(int(v) for v in args.noise_scales.split(",") if v.strip())
+        RefinerConfig(noise_scales=noise_scales)
+    except ValueError as e:
+        raise SystemExit(f"--noise-scales {args.noise_scales!r}: whole numbers >= 1 ({e})")
     init = None
     if args.init:
         src = Path(args.init)
@@ -417,14 +452,15 @@ def main(argv=None) -> int:
         if init is None:
             raise SystemExit(f"--init {args.init}: no {FILENAME} there")
         if (init.cfg.channels, init.cfg.blocks, init.cfg.types) != (args.channels, args.blocks, RefinerConfig.types) \
-                or init.cfg.gate > args.gate:
+                or init.cfg.gate > args.gate or init.cfg.noise_scales not in ((), noise_scales):
             raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
     fingerprint = model_fingerprint(Path(args.model))
     make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint,
-               args.camera)
+               args.camera, args.guided)
     files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
-    cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate)
+    cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate,
+                        noise_scales=noise_scales)
     # (one shard: it is both; the held-out table then says nothing about new crops)
     extra = [f for folder in args.pairs_from for f in shard_files(Path(folder))]
     check_made_from(extra, fingerprint)

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from uare import pipeline
@@ -210,3 +211,28 @@ def test_restorations_of_a_skipped_type_are_left_as_they_are(pair, astronaut):
         off = np.asarray(pipe.restore(img, task=task, types=types, refine=False).image)
         assert np.array_equal(on, off) != changed, (task, types)
     assert skipping.cfg.applies(["noise"]) and not skipping.cfg.applies(["noise", "lowlight"])
+
+
+def test_a_refiner_told_the_noise_level_starts_from_one_not_told_and_tells_levels_apart(tmp_path):
+    old = _trained(RefinerConfig(channels=8, blocks=1, gate=True))
+    cfg = RefinerConfig(channels=8, blocks=1, gate=True, noise_scales=(1, 2))
+    new = Refiner(cfg).start_from(old)
+    base, *rest = _inputs(2, 32)
+    assert torch.allclose(new(base, *rest), old(base, *rest), atol=1e-6)   # the level's columns start at zero
+    g = torch.Generator().manual_seed(0)
+    flat = torch.zeros(1, 3, 64, 64)
+    white = [flat + torch.randn(1, 1, 64, 64, generator=g) * s / 127.5 for s in (2.0, 16.0)]
+    feats = torch.cat([cfg.noise_features(x) for x in white])
+    assert feats.shape == (2, 16) and not torch.allclose(feats[0], feats[1])
+    # white noise reads alike at both scales; a correlated field reads higher at the coarser one
+    assert torch.allclose(feats[1, :8], feats[1, 8:], atol=0.1)
+    smooth = F.avg_pool2d(torch.randn(1, 1, 128, 128, generator=g), 2, stride=2, ceil_mode=True) * 16 / 127.5
+    f = cfg.noise_features(F.interpolate(smooth, scale_factor=2, mode="bilinear").expand(1, 3, 128, 128))
+    centres = torch.arange(8, dtype=torch.float)
+    assert float((f[0, 8:] * centres).sum() / f[0, 8:].sum()) > float((f[0, :8] * centres).sum() / f[0, :8].sum())
+    save_refiner(new, tmp_path)
+    assert load_refiner(tmp_path).cfg.noise_scales == (1, 2)
+    with pytest.raises(ValueError, match="do not fit"):   # told -> not told cannot drop the columns
+        Refiner(RefinerConfig(channels=8, blocks=1, gate=True)).start_from(new)
+    with pytest.raises(ValueError, match="noise scales"):
+        RefinerConfig(noise_scales=(0,))

@@ -185,3 +185,23 @@ def test_camera_noise_jobs_denoise_and_pair_with_the_noise_free_trip(script, tmp
     # the reference is the crop through the same camera without noise, not the crop itself
     assert not any(np.array_equal(clean, astronaut[y:y + 128, x:x + 128]) for y in range(33) for x in range(33))
     assert 0 < np.abs(clean.astype(int) - lq).mean() < 20
+
+
+def test_analysed_jobs_tell_the_refiner_what_the_analysis_names(script, tmp_path, astronaut, monkeypatch):
+    model, photos = model_and_photos(tmp_path, astronaut)
+    pipe = UARE.from_pretrained(model, device="cpu")
+    said = iter(["It suffers from modest underexposure and sensor noise.", "It suffers from medium sensor noise."] * 50)
+    monkeypatch.setattr(pipe, "_analysis_of_whole", lambda x, job: next(said))
+    from uare.imageio import list_images
+    tensors, meta = script.make_shard(pipe, list_images(photos), 0, 0, 3, ("lowlight",), dark=1.0, guided=1.0)
+    analysed, removed, gains = (json.loads(meta[k]) for k in ("analysed", "removed", "gains"))
+    assert len(analysed) == len(removed) == len(tensors["clean"]) == 24
+    assert any(analysed)
+    for a, r, g in zip(analysed, removed, gains):
+        # an analysis naming a skipped type is drawn again; the others tell the refiner
+        # what they name, and their crops are not darkened (the analysis may misname it)
+        assert (r == ["noise"] and g == 1.0) if a else "lowlight" not in r
+    monkeypatch.setattr(pipe, "_analysis_of_whole", lambda x, job: "It is badly underexposed.")
+    monkeypatch.setattr(script, "draw_job", lambda rng, skip, camera: ("single:noise", "denoise", None))
+    with pytest.raises(SystemExit, match="every analysis named a type the refiner skips"):
+        script.make_shard(pipe, list_images(photos), 0, 0, 2, ("lowlight",), guided=1.0)

@@ -52,6 +52,16 @@ def _mad_sigma(responses: torch.Tensor) -> float:
     return float(responses.median()) / 0.6745 / 6.0
 
 
+def noise_sigmas(y: torch.Tensor) -> torch.Tensor:
+    """Per image, the std of white noise in (N, 1, H, W) pixels (any units): noise_sigma's
+    first estimate (the median over all the responses, no clipped-pixel pass), batched and
+    without a Python loop, for a network to be told its input's noise level."""
+    if y.dim() != 4 or y.shape[1] != 1 or min(y.shape[-2:]) < 3:
+        raise ValueError(f"noise_sigmas needs (N, 1, H, W) pixels of at least 3x3, got {tuple(y.shape)}")
+    r = F.conv2d(y.float(), _MASK.to(y.device).view(1, 1, 3, 3)).abs().flatten(1)
+    return r.median(dim=1).values / 0.6745 / 6.0
+
+
 def auto_mix(restored: torch.Tensor, x: torch.Tensor) -> float:
     """The share of (restored - x) to keep for a noisy input x, (3, H, W) in [0, 1]:
     min(1, sigma^2 / mean d^2), both on luma (BT.601). On luma because a denoiser's error is

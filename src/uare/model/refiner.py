@@ -22,6 +22,13 @@ It is also told which degradations the restoration removes (those its instructio
 or the model's analysis found; none for "enhance this mix-degraded image."): the right
 correction differs by type (stay at the input's detail for JPEG, drop it for noise), and
 without that one network trained on every type learned an average that helped none.
+
+With `noise_scales` it is also told the input's noise level, estimated from the input
+itself (uare.fidelity.noise_sigmas on luma, FFDNet's idea of a noise-level input): told
+only "noise", one refiner traded heavy white noise for mild camera noise (session 21),
+and the two differ in level and in how the level falls with scale (camera noise is
+correlated: a 2x2 mean lowers white noise by half, camera noise less), so the estimate is
+taken at each scale of the tuple, normalised to read the same for white noise.
 """
 from __future__ import annotations
 
@@ -36,10 +43,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..fidelity import noise_sigmas
 from ..imageio import atomic_write
 
 FILENAME = "refiner.safetensors"
 GATE_START = -6.0
+# the noise level's features: Gaussian bumps on log2(sigma in grey levels), from 0.5 to 64
+NOISE_LOG2_RANGE = (-1.0, 6.0)
+_LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -57,11 +68,36 @@ class RefinerConfig:
     # a per-pixel share of the input (see the module's docstring); files written before it
     # was added have none
     gate: bool = False
+    # told the input's noise level at these scales (see the module's docstring), each as
+    # noise_bins features; () for none (files written before it was added)
+    noise_scales: tuple[int, ...] = ()
+    noise_bins: int = 8
 
     def __post_init__(self):
-        self.types, self.skip = tuple(self.types), tuple(self.skip)
-        if self.channels < 1 or self.blocks < 0 or self.scale < 1:
-            raise ValueError(f"refiner config: channels >= 1, blocks >= 0, scale >= 1 required, got {self}")
+        self.types, self.skip, self.noise_scales = tuple(self.types), tuple(self.skip), tuple(self.noise_scales)
+        if self.channels < 1 or self.blocks < 0 or self.scale < 1 or self.noise_bins < 2 \
+                or any(s < 1 for s in self.noise_scales):
+            raise ValueError(f"refiner config: channels >= 1, blocks >= 0, scale >= 1, noise_bins >= 2 and "
+                             f"noise scales >= 1 required, got {self}")
+
+    @property
+    def conditions(self) -> int:
+        """Inputs of the per-channel offset: the types, then the noise level's features."""
+        return len(self.types) + len(self.noise_scales) * self.noise_bins
+
+    def noise_features(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) input in [-1, 1] -> (N, len(noise_scales) * noise_bins)."""
+        w = torch.tensor(_LUMA, device=image.device).view(1, 3, 1, 1)
+        y = ((image.detach().float() + 1) * 127.5 * w).sum(1, keepdim=True)   # luma, grey levels
+        lo, hi = NOISE_LOG2_RANGE
+        centres = torch.linspace(lo, hi, self.noise_bins, device=image.device)
+        width = (hi - lo) / (self.noise_bins - 1)
+        feats = []
+        for s in self.noise_scales:   # a mean of s x s white-noise pixels has 1/s its std
+            sigma = noise_sigmas(F.avg_pool2d(y, s) if s > 1 else y) * s
+            level = torch.log2(sigma.clamp_min(2.0 ** lo))
+            feats.append(torch.exp(-0.5 * ((level[:, None] - centres) / width) ** 2))
+        return torch.cat(feats, 1)
 
     def applies(self, removed: Sequence[str]) -> bool:
         return not set(removed) & set(self.skip)
@@ -96,7 +132,7 @@ class Refiner(nn.Module):
         self.cfg = cfg = cfg or RefinerConfig()
         s2 = cfg.scale * cfg.scale
         self.head = nn.Conv2d(3 * self.INPUTS * s2, cfg.channels, 3, padding=1)
-        self.condition = nn.Linear(len(cfg.types), cfg.channels)   # a per-channel offset by type
+        self.condition = nn.Linear(cfg.conditions, cfg.channels)   # a per-channel offset by type (and level)
         self.body = nn.Sequential(*[_Block(cfg.channels) for _ in range(cfg.blocks)])
         self.tail = nn.Conv2d(cfg.channels, (3 + cfg.gate) * s2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
@@ -112,8 +148,11 @@ class Refiner(nn.Module):
             raise ValueError(f"refiner input {base.shape[-1]}x{base.shape[-2]} is not a multiple of {s}")
         if types is None:
             types = base.new_zeros(base.shape[0], len(self.cfg.types))
+        cond = types.to(base)
+        if self.cfg.noise_scales:
+            cond = torch.cat([cond, self.cfg.noise_features(image).to(cond)], 1)
         h = F.pixel_unshuffle(torch.cat([base, image, decoded, decoded_input], 1), s)
-        h = self.body(self.head(h) + self.condition(types.to(h))[:, :, None, None])
+        h = self.body(self.head(h) + self.condition(cond)[:, :, None, None])
         out = F.pixel_shuffle(self.tail(F.relu(h)), s)
         if self.cfg.gate:
             base = torch.lerp(base, image, torch.sigmoid(out[:, 3:]))
@@ -121,9 +160,16 @@ class Refiner(nn.Module):
 
     def start_from(self, other: "Refiner") -> "Refiner":
         """Take another refiner's weights (same channels, blocks and types); one without
-        the gate gives all but the gate's output rows, which stay at their start."""
+        the gate gives all but the gate's output rows, which stay at their start, and one
+        not told the noise level all but the level's condition columns, which start at
+        zero: either way the new refiner starts out returning what the other does."""
         own = self.state_dict()
         for k, v in other.state_dict().items():
+            if k == "condition.weight" and k in own and own[k].shape[0] == v.shape[0] \
+                    and own[k].shape[1] > v.shape[1] == len(other.cfg.types):
+                own[k].zero_()
+                own[k][:, :v.shape[1]] = v
+                continue
             if k not in own or own[k].shape[1:] != v.shape[1:] or own[k].shape[0] < v.shape[0]:
                 raise ValueError(f"refiner weights {k}: {tuple(v.shape)} do not fit {tuple(own[k].shape)}")
             own[k][:v.shape[0]] = v
@@ -135,7 +181,8 @@ def save_refiner(refiner: Refiner, folder: str | Path) -> Path:
     path = Path(folder) / FILENAME
     tensors = {k: v.detach().contiguous().cpu().float() for k, v in refiner.state_dict().items()}
     cfg = refiner.cfg
-    meta = {"config": json.dumps({**asdict(cfg), "types": list(cfg.types), "skip": list(cfg.skip)})}
+    meta = {"config": json.dumps({**asdict(cfg), "types": list(cfg.types), "skip": list(cfg.skip),
+                                  "noise_scales": list(cfg.noise_scales)})}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
