@@ -124,7 +124,7 @@ def draw_gain(rng: random.Random, dark: float) -> float:
 @torch.inference_mode()
 def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: int,
                skip: tuple[str, ...], dark: float = 0.0, camera: float = 0.0,
-               guided: float = 0.0) -> tuple[dict, dict]:
+               guided: float = 0.0, analysed_skipped: bool = False) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_003 + index)
     cols, presets, removed, gains, analysed = defaultdict(list), [], [], [], []
     for _ in range(4 * batches):   # analyses naming a skipped type are drawn again
@@ -152,7 +152,7 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         if analyse:   # one analysis shared by the batch, as by every tile of a large image
             job.text = pipe._analysis_of_whole(tiles[0], job)
             job.removed = removed_types(None, mentioned_types(job.text))
-            if set(job.removed) & set(skip):   # the refiner will not run on it: draw another
+            if set(job.removed) & set(skip) and not analysed_skipped:   # it will not run there: draw another
                 continue
         restored, cond = pipe._restored_latents(tiles, job)
         cols["clean"].append(torch.from_numpy(clean))
@@ -199,11 +199,11 @@ def check_made_from(files: list[Path], fingerprint: str) -> None:
 
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
                skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "",
-               camera: float = 0.0, guided: float = 0.0) -> None:
+               camera: float = 0.0, guided: float = 0.0, analysed_skipped: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
-        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera, guided)
+        tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera, guided, analysed_skipped)
         meta["model"] = fingerprint
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -407,6 +407,9 @@ def main(argv=None) -> int:
     ap.add_argument("--guided", type=float, default=0.0,
                     help="share of the jobs (not x4 SR or camera noise) restored by "
                          "analyse-then-restore, the refiner told the types the analysis names")
+    ap.add_argument("--analysed-skipped", action="store_true",
+                    help="keep analyse-then-restore pairs whose analysis names a --skip type, and "
+                         "let the refiner run on every analysed restoration (RefinerConfig.analysed)")
     ap.add_argument("--init", metavar="FOLDER_OR_FILE",
                     help="start from this refiner (a model folder or a refiner.safetensors) "
                          "instead of zero; its shape must match --channels/--blocks")
@@ -456,11 +459,11 @@ def main(argv=None) -> int:
             raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
     fingerprint = model_fingerprint(Path(args.model))
     make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint,
-               args.camera, args.guided)
+               args.camera, args.guided, args.analysed_skipped)
     files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
     cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate,
-                        noise_scales=noise_scales)
+                        noise_scales=noise_scales, analysed=args.analysed_skipped)
     # (one shard: it is both; the held-out table then says nothing about new crops)
     extra = [f for folder in args.pairs_from for f in shard_files(Path(folder))]
     check_made_from(extra, fingerprint)

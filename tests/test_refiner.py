@@ -211,6 +211,8 @@ def test_restorations_of_a_skipped_type_are_left_as_they_are(pair, astronaut):
         off = np.asarray(pipe.restore(img, task=task, types=types, refine=False).image)
         assert np.array_equal(on, off) != changed, (task, types)
     assert skipping.cfg.applies(["noise"]) and not skipping.cfg.applies(["noise", "lowlight"])
+    assert not skipping.cfg.applies(["lowlight"], analysed=True)   # only one trained on such analyses runs there
+    assert RefinerConfig(skip=("lowlight",), analysed=True).applies(["lowlight"], analysed=True)
 
 
 def test_a_refiner_told_the_noise_level_starts_from_one_not_told_and_tells_levels_apart(tmp_path):

@@ -201,6 +201,11 @@ def test_analysed_jobs_tell_the_refiner_what_the_analysis_names(script, tmp_path
         # an analysis naming a skipped type is drawn again; the others tell the refiner
         # what they name, and their crops are not darkened (the analysis may misname it)
         assert (r == ["noise"] and g == 1.0) if a else "lowlight" not in r
+    # kept where asked (a refiner trained so runs on every analysed restoration)
+    said = iter(["It suffers from modest underexposure and sensor noise."] * 50)
+    _, meta = script.make_shard(pipe, list_images(photos), 0, 0, 2, ("lowlight",), guided=1.0, analysed_skipped=True)
+    assert all(sorted(r) == ["lowlight", "noise"] for r, a in zip(*(json.loads(meta[k]) for k in ("removed", "analysed")))
+               if a)
     monkeypatch.setattr(pipe, "_analysis_of_whole", lambda x, job: "It is badly underexposed.")
     monkeypatch.setattr(script, "draw_job", lambda rng, skip, camera: ("single:noise", "denoise", None))
     with pytest.raises(SystemExit, match="every analysis named a type the refiner skips"):

@@ -588,7 +588,7 @@ class UARE:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
         restored, cond = self._restored_latents(tiles, job)
         removed = removed_types(None, mentioned_types(job.text or "")) if job.removed is None else job.removed
-        refine = job.refine and self.refiner.cfg.applies(removed)   # uare.model.refiner
+        refine = job.refine and self.refiner.cfg.applies(removed, job.analyze)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
         if job.residual or refine:
             image, decoded_input = tiles.to(pixels) * 2 - 1, self._decode(cond)

@@ -72,6 +72,10 @@ class RefinerConfig:
     # noise_bins features; () for none (files written before it was added)
     noise_scales: tuple[int, ...] = ()
     noise_bins: int = 8
+    # trained on analyse-then-restore restorations whatever their analysis named, skipped
+    # types included: it then runs on every analysed restoration (an analysis that names
+    # low light wrongly would otherwise turn it off)
+    analysed: bool = False
 
     def __post_init__(self):
         self.types, self.skip, self.noise_scales = tuple(self.types), tuple(self.skip), tuple(self.noise_scales)
@@ -99,8 +103,10 @@ class RefinerConfig:
             feats.append(torch.exp(-0.5 * ((level[:, None] - centres) / width) ** 2))
         return torch.cat(feats, 1)
 
-    def applies(self, removed: Sequence[str]) -> bool:
-        return not set(removed) & set(self.skip)
+    def applies(self, removed: Sequence[str], analysed: bool = False) -> bool:
+        """Whether it runs on a restoration removing these types (analysed: named by the
+        model's own analysis)."""
+        return (analysed and self.analysed) or not set(removed) & set(self.skip)
 
     def encode_types(self, names: Sequence[Sequence[str]]) -> torch.Tensor:
         """Per image, the types being removed -> (N, len(types)) multi-hot; unknown names are
