@@ -15,13 +15,16 @@
    19). Kept: the clean and degraded crops (uint8) and both decodings (float16), in
    shards of --shard batches under OUT/pairs, each with the model's fingerprint (so
    --pairs-from can refuse another model's); a killed run goes on from the shards it has.
-   Every tenth shard is held out.
+   Every tenth shard is held out. A share --guided is restored by analyse-then-restore, the
+   refiner told what the model's own analysis names (session 22).
 2. Training: the refiner (its output layer starts at zero: at step 0 it returns the
    pipeline's pixels) learns the clean crop on random half-tile windows with flips and
    rotations, by L1, minus the mean PSNR (--loss psnr: the dev metric, but it gives heavy
    degradations little weight; session 20) or the mean root RMSE between them (--loss
-   root), AdamW with a cosine decay over the time box; OUT/train holds its state
-   (safetensors) after every --save-minutes and at the end, and a rerun resumes it. --init
+   root), AdamW with a cosine decay over the time box (--noise-scales: the refiner is
+   also told its input's estimated noise level, RefinerConfig.noise_scales); OUT/train
+   holds its state (safetensors) after every --save-minutes and at the end, and a rerun
+   resumes it. --init
    starts from another refiner (e.g. the model's own) instead of zero; --pairs-from adds
    other runs' shards to the training set.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
