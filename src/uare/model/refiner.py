@@ -43,14 +43,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..fidelity import noise_sigmas
+from ..fidelity import _LUMA, noise_sigmas
 from ..imageio import atomic_write
 
 FILENAME = "refiner.safetensors"
 GATE_START = -6.0
 # the noise level's features: Gaussian bumps on log2(sigma in grey levels), from 0.5 to 64
 NOISE_LOG2_RANGE = (-1.0, 6.0)
-_LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class RefinerConfig:
 
     def noise_features(self, image: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) input in [-1, 1] -> (N, len(noise_scales) * noise_bins)."""
-        w = torch.tensor(_LUMA, device=image.device).view(1, 3, 1, 1)
+        w = _LUMA.to(image.device).view(1, 3, 1, 1)
         y = ((image.detach().float() + 1) * 127.5 * w).sum(1, keepdim=True)   # luma, grey levels
         lo, hi = NOISE_LOG2_RANGE
         centres = torch.linspace(lo, hi, self.noise_bins, device=image.device)
