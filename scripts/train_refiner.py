@@ -24,9 +24,8 @@
    root), AdamW with a cosine decay over the time box (--noise-scales: the refiner is
    also told its input's estimated noise level, RefinerConfig.noise_scales); OUT/train
    holds its state (safetensors) after every --save-minutes and at the end, and a rerun
-   resumes it. --init
-   starts from another refiner (e.g. the model's own) instead of zero; --pairs-from adds
-   other runs' shards to the training set.
+   resumes it. --init starts from another refiner (e.g. the model's own) instead of zero;
+   --pairs-from adds other runs' shards to the training set.
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
    fix, no mix: what the refiner itself changes), and --init's refiner where given.
@@ -58,7 +57,6 @@ from uare.degradations.camera import camera_noise
 from uare.degradations.presets import MIXED_COMBOS, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
 from uare.model.refiner import FILENAME, Refiner, RefinerConfig, load_refiner, save_refiner
-from uare.data.responses import mentioned_types
 from uare.pipeline import TASK_OF_TYPE, removed_types
 from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
 
@@ -154,8 +152,7 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
                               rng.randrange(1 << 30), refine=False)
         if analyse:   # one analysis shared by the batch, as by every tile of a large image
             job.text = pipe._analysis_of_whole(tiles[0], job)
-            job.removed = removed_types(None, mentioned_types(job.text))
-            if set(job.removed) & set(skip) and not analysed_skipped:   # it will not run there: draw another
+            if set(job.removes()) & set(skip) and not analysed_skipped:   # it will not run there: draw another
                 continue
         restored, cond = pipe._restored_latents(tiles, job)
         cols["clean"].append(torch.from_numpy(clean))
@@ -164,7 +161,7 @@ def make_shard(pipe: UARE, photos: list[Path], seed: int, index: int, batches: i
         cols["decoded_input"].append(pipe._decode(cond).half().cpu())
         cols["residual"].append(torch.full((PER_BATCH,), int(job.residual), dtype=torch.uint8))
         presets += [preset] * PER_BATCH
-        removed += [job.removed] * PER_BATCH   # what the refiner is told at inference
+        removed += [job.removes()] * PER_BATCH   # what the refiner is told at inference
         gains += these
         analysed += [analyse] * PER_BATCH
     if not presets:

@@ -587,7 +587,7 @@ class UARE:
     def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
         restored, cond = self._restored_latents(tiles, job)
-        removed = removed_types(None, mentioned_types(job.text or "")) if job.removed is None else job.removed
+        removed = job.removes()
         refine = job.refine and self.refiner.cfg.applies(removed, job.analyze)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
         if job.residual or refine:
@@ -835,6 +835,10 @@ class _Job:
 
     def __post_init__(self):
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
+
+    def removes(self) -> list:
+        """The types the refiner is told: those given, else those the analysis names."""
+        return removed_types(None, mentioned_types(self.text or "")) if self.removed is None else self.removed
 
 
 def _by_task(setting, name: str) -> dict:

@@ -185,9 +185,7 @@ class Refiner(nn.Module):
 def save_refiner(refiner: Refiner, folder: str | Path) -> Path:
     path = Path(folder) / FILENAME
     tensors = {k: v.detach().contiguous().cpu().float() for k, v in refiner.state_dict().items()}
-    cfg = refiner.cfg
-    meta = {"config": json.dumps({**asdict(cfg), "types": list(cfg.types), "skip": list(cfg.skip),
-                                  "noise_scales": list(cfg.noise_scales)})}
+    meta = {"config": json.dumps(asdict(refiner.cfg))}   # tuples are written as lists
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
