@@ -29,6 +29,10 @@
 3. OUT/model: a copy of --model's files with refiner.safetensors, and OUT/val.md: PSNR-Y
    per preset on the held-out pairs, input / the pipeline's pixels / refined (no colour
    fix, no mix: what the refiner itself changes), and --init's refiner where given.
+
+--device cuda restores the pairs and trains on a GPU (the model in float32, as a CPU user
+runs it; the crops stay in CPU memory and go over a batch at a time); scripts/device/
+refiner.sh runs both steps on a lent GPU machine in one time-boxed call.
 """
 from __future__ import annotations
 
@@ -286,12 +290,16 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def held_out_table(refiner: Refiner, val: Pairs, init: Optional[Refiner] = None) -> str:
     """PSNR-Y by preset: input, pipeline, refined (and --init's refiner); the darkened crops
-    also as a row of their own."""
+    also as a row of their own. The refiners run where their weights are."""
     refiners = ([init] if init is not None else []) + [refiner]
     parts = []
     for i in torch.arange(len(val)).split(64):
         base, image, decoded, decoded_input, clean = val.batch(i)
-        outs = [image, base] + [r(base, image, decoded, decoded_input, val.types[i]) for r in refiners]
+        outs = [image, base]
+        for r in refiners:
+            dev = next(r.parameters()).device
+            args = [x.to(dev) for x in (base, image, decoded, decoded_input, val.types[i])]
+            outs.append(r(*args).cpu())
         parts.append(torch.stack([psnr_y(o, clean) for o in outs]))
     cols = torch.cat(parts, 1)
     groups = defaultdict(list)
@@ -342,10 +350,11 @@ def save_state(folder: Path, refiner: Refiner, opt, step: int, seconds: float) -
 
 def train(train_set: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, batch: int,
           lr: float, save_minutes: float, seed: int, init: Optional[Refiner] = None,
-          loss_name: str = "l1") -> Refiner:
+          loss_name: str = "l1", device: str = "cpu") -> Refiner:
     refiner = Refiner(cfg)
     if init is not None:
         refiner.start_from(init)
+    refiner.to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=0.0)
     step, spent = 0, 0.0
     if (folder / "state.json").exists():   # resume
@@ -365,8 +374,9 @@ def train(train_set: Pairs, folder: Path, cfg: RefinerConfig, minutes: float, ba
         for group in opt.param_groups:   # cosine to 2% over the time box
             group["lr"] = lr * (0.02 + 0.49 * (1 + math.cos(math.pi * elapsed / budget)))
         idx = torch.randint(len(train_set), (batch,), generator=g)
-        *inputs, clean = train_set.window(idx, g, train_set.crop // 2)
-        loss = LOSSES[loss_name](refiner(*inputs, train_set.types[idx]), clean)
+        # windows are cut on the CPU (the crops stay there as uint8) and moved a batch at a time
+        *inputs, clean = (x.to(device, non_blocking=True) for x in train_set.window(idx, g, train_set.crop // 2))
+        loss = LOSSES[loss_name](refiner(*inputs, train_set.types[idx].to(device)), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -429,13 +439,23 @@ def main(argv=None) -> int:
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto",
+                    help="where the model restores the pairs and the refiner trains: cpu, cuda[:N] or auto "
+                         "(cuda where there is one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:   # a CPU-only torch raises AssertionError for cuda
+        raise SystemExit(f"--device {args.device}: not usable here ({e})")
     out = Path(args.out)
     photos = list_images(args.data, recursive=True)
     if not photos:
         raise SystemExit(f"{args.data}: no training photos")
-    pipe = UARE.from_pretrained(args.model, device="cpu")
+    # float32 on a GPU too (from_pretrained would take bfloat16 there): the pairs are the
+    # restorations the refiner will follow, which a CPU user gets in float32
+    pipe = UARE.from_pretrained(args.model, device=device, dtype=torch.float32)
     skip = tuple(t.strip() for t in args.skip.split(",") if t.strip())
     shards = math.ceil(args.batches / args.shard)
     for name in ("dark", "camera", "guided"):
@@ -472,7 +492,7 @@ def main(argv=None) -> int:
     print(f"training on {len(train_set)} crops ({len(extra)} shards from --pairs-from), "
           f"{len(val)} held out", file=sys.stderr)
     refiner = train(train_set, out / "train", cfg, args.minutes, args.batch, args.lr, args.save_minutes,
-                    args.seed, init, args.loss)
+                    args.seed, init, args.loss, device)
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
     for f in Path(args.model).iterdir():

@@ -177,3 +177,42 @@ def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, sma
     reading = r["reading"]
     assert reading["samples"] == 3 and reading["nll_own_image"] > 0
     assert reading["gap_nats"] == pytest.approx(reading["nll_other_image"] - reading["nll_own_image"], abs=2e-3)
+
+
+def test_refiner_job_makes_pairs_then_trains_in_what_is_left(tmp_path, astronaut):
+    """scripts/device/refiner.sh end to end on the CPU with the small test model: the
+    photos-only prepare.py folder, pairs, a time-boxed training, the refiner file back."""
+    from test_pipeline import save_test_model
+    from uare.model.refiner import load_refiner
+
+    model = save_test_model(tmp_path / "model")
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i, (y, x) in enumerate(((0, 0), (200, 250))):
+        Image.fromarray(np.ascontiguousarray(astronaut[y:y + 96, x:x + 120])).save(src / f"p{i}.png")
+    gpu = tmp_path / "gpu"
+    assert _load("device/prepare.py").main(["--data", str(src), "-o", str(gpu)]) == 0
+    assert sorted(p.name for p in (gpu / "train").iterdir()) == ["p0.jpg", "p1.jpg"]
+    assert not (gpu / "init").exists()
+    with pytest.raises(SystemExit):   # half a run.sh folder is refused
+        _load("device/prepare.py").main(["--data", str(src), "--init", str(model), "-o", str(tmp_path / "x")])
+    out = tmp_path / "back"
+    env = dict(os.environ, OUT=str(out), GPU_DIR=str(gpu), MODEL=str(model), WORK=str(tmp_path / "work"),
+               MINUTES="0.05", BATCHES="2", BATCH="4", THREADS="1", DEVICE="cpu", PY=sys.executable)
+    r = subprocess.run(["bash", str(SCRIPTS / "device" / "refiner.sh"), "--init", "", "--shard", "1",
+                        "--channels", "8", "--blocks", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + (out / "logs.txt").read_text()
+    assert "pairs rc 0: 2 shards" in (out / "run.log").read_text()
+    assert "| all |" in (out / "val.md").read_text()
+    refiner = load_refiner(out)
+    assert refiner is not None and refiner.cfg.channels == 8
+    steps = json.loads((tmp_path / "work" / "train" / "state.json").read_text())["step"]
+    assert steps > 0   # trained after the pairs, not the --minutes 0 run's step-0 state
+
+
+def test_train_refiner_refuses_a_device_it_cannot_use(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit, match="--device cuda: not usable here"):
+        _load("train_refiner.py").main(["--model", "x", "--data", str(tmp_path), "-o", str(tmp_path / "o"),
+                                        "--device", "cuda"])

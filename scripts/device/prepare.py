@@ -2,12 +2,15 @@
 
     python scripts/device/prepare.py --init weights/uare-tiny --data ../shared/data/train \
         --manifests runs/tiny-data -o .gpu
+    python scripts/device/prepare.py --data ../shared/data/train -o .gpu   # photos only (refiner.sh)
 
 A lent GPU machine sees only the repository (64 MiB with what it carries), not
 ../shared/data, so the folder holds: the training photos as JPEG q95 4:4:4 (25 MB instead
 of 69 MB of PNG; the q95 error, ~45 dB, is far below what the tiny model resolves), the
 manifests with their image paths pointed at those copies, and the starting model with its
 weights in float16 (half the bytes; run.sh widens them back to float32 before training).
+Without --init and --manifests, the photos alone: scripts/device/refiner.sh needs no more
+(the model it restores with is the repository's own weights/uare-tiny, float32).
 Keep the folder out of git (.git/info/exclude): the photos are research-licensed.
 """
 from __future__ import annotations
@@ -26,14 +29,16 @@ from uare.imageio import list_images, load_image
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--init", required=True, help="model folder to continue from")
+    ap.add_argument("--init", help="model folder to continue from (run.sh)")
     ap.add_argument("--data", required=True, help="folder of the training photos")
-    ap.add_argument("--manifests", required=True, help="`uare data build` folder made from --data")
+    ap.add_argument("--manifests", help="`uare data build` folder made from --data (run.sh)")
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--quality", type=int, default=95)
     args = ap.parse_args(argv)
+    if (args.init is None) != (args.manifests is None):
+        ap.error("--init and --manifests go together (run.sh needs both; refiner.sh neither)")
     out, data = Path(args.out), Path(args.data)
-    (out / "init").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     moved = {}
     for p in list_images(data, recursive=True):
@@ -42,6 +47,10 @@ def main(argv=None) -> int:
         dst.parent.mkdir(parents=True, exist_ok=True)
         load_image(p).save(dst, "JPEG", quality=args.quality, subsampling=0)
         moved[str(p.resolve())] = str(dst)
+    if args.init is None:
+        size = sum(f.stat().st_size for f in (out / "train").rglob("*") if f.is_file())
+        print(f"{out}: {len(moved)} photos, {size / 2**20:.1f} MiB")
+        return 0
     (out / "tiny-data").mkdir(exist_ok=True)
     for m in sorted(Path(args.manifests).glob("manifest-*.jsonl")):
         lines = []
@@ -61,6 +70,7 @@ def main(argv=None) -> int:
                 for h, v in zip(half.values(), sd.values()) if v.is_floating_point())
     if not all(torch.isfinite(h.float()).all() for h in half.values() if h.is_floating_point()):
         raise SystemExit("float16 overflows a weight: carry float32 instead")
+    (out / "init").mkdir(exist_ok=True)
     save_file(half, str(out / "init" / "model.safetensors"))
     for f in ("config.json", "ae.safetensors", "tokenizer.json", "inference.json"):
         if (init / f).exists() or f in ("config.json", "ae.safetensors"):
