@@ -203,10 +203,18 @@ def check_made_from(files: list[Path], fingerprint: str) -> None:
 
 def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard: int, seed: int,
                skip: tuple[str, ...] = (), dark: float = 0.0, fingerprint: str = "",
-               camera: float = 0.0, guided: float = 0.0, analysed_skipped: bool = False) -> None:
+               camera: float = 0.0, guided: float = 0.0, analysed_skipped: bool = False,
+               minutes: Optional[float] = None) -> None:
+    """Shards 0..shards-1 that are not there yet; with `minutes`, no new shard is started
+    after that time (a rerun makes the rest)."""
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
+    start = time.time()
     for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
+        if minutes is not None and time.time() - start > minutes * 60:
+            print(f"pairs: --pairs-minutes {minutes:g} reached, {todo.index(i)} of {len(todo)} new shards made",
+                  file=sys.stderr)
+            break
         tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera, guided, analysed_skipped)
         meta["model"] = fingerprint
         atomic_write(out / f"shard-{i:04d}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
@@ -401,6 +409,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=320, help=f"batches of {PER_BATCH} crops to restore")
     ap.add_argument("--shard", type=int, default=10, help="batches a shard file")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time box")
+    ap.add_argument("--pairs-minutes", type=float, default=None,
+                    help="start no new shard of pairs after this long (default: make all --batches)")
     ap.add_argument("--batch", type=int, default=16, help="windows a step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--channels", type=int, default=RefinerConfig.channels)
@@ -479,8 +489,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"--init {args.init}: a refiner of another shape ({init.cfg})")
     fingerprint = model_fingerprint(Path(args.model))
     make_pairs(pipe, photos, out / "pairs", shards, args.shard, args.seed, skip, args.dark, fingerprint,
-               args.camera, args.guided, args.analysed_skipped)
-    files = [out / "pairs" / f"shard-{i:04d}.safetensors" for i in range(shards)]
+               args.camera, args.guided, args.analysed_skipped, args.pairs_minutes)
+    files = [f for i in range(shards) if (f := out / "pairs" / f"shard-{i:04d}.safetensors").exists()]
+    if not files:
+        raise SystemExit(f"{out / 'pairs'}: no shards made (--pairs-minutes {args.pairs_minutes})")
     held = [f for i, f in enumerate(files) if i % 10 == 9] or files[-1:]
     cfg = RefinerConfig(channels=args.channels, blocks=args.blocks, skip=skip, gate=args.gate,
                         noise_scales=noise_scales, analysed=args.analysed_skipped)

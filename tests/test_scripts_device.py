@@ -198,7 +198,8 @@ def test_refiner_job_makes_pairs_then_trains_in_what_is_left(tmp_path, astronaut
         _load("device/prepare.py").main(["--data", str(src), "--init", str(model), "-o", str(tmp_path / "x")])
     out = tmp_path / "back"
     env = dict(os.environ, OUT=str(out), GPU_DIR=str(gpu), MODEL=str(model), WORK=str(tmp_path / "work"),
-               MINUTES="0.05", BATCHES="2", BATCH="4", THREADS="1", DEVICE="cpu", PY=sys.executable)
+               MINUTES="0.05", PAIR_SHARE="20", BATCHES="2", BATCH="4", THREADS="1", DEVICE="cpu",
+               PY=sys.executable)
     r = subprocess.run(["bash", str(SCRIPTS / "device" / "refiner.sh"), "--init", "", "--shard", "1",
                         "--channels", "8", "--blocks", "1"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + (out / "logs.txt").read_text()

@@ -63,6 +63,11 @@ def test_pairs_training_resume_and_the_model_folder(script, tmp_path, astronaut)
     # another shape into the same run folder is refused, not mixed in
     with pytest.raises(SystemExit, match="another shape"):
         script.main(args[:-6] + ["--channels", "16", "--blocks", "1", "--threads", "1"])
+    # a time box for the pairs: none started after it, and none at all is an error
+    with pytest.raises(SystemExit, match="no shards made"):
+        script.main(["--model", str(model), "--data", str(photos), "-o", str(tmp_path / "boxed"),
+                     "--batches", "2", "--shard", "1", "--pairs-minutes", "0", "--minutes", "0"])
+    assert not list((tmp_path / "boxed" / "pairs").glob("shard-*"))
 
 
 def test_darkened_crops_and_a_start_from_the_models_refiner(script, tmp_path, astronaut):

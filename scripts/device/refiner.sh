@@ -33,8 +33,9 @@ MODEL=${MODEL:-weights/uare-tiny}
 R=($PY scripts/train_refiner.py --model "$MODEL" --data "$G/train" -o "$W"
    --batches "${BATCHES:-600}" --batch "${BATCH:-64}" --threads "${THREADS:-8}" --device "${DEVICE:-auto}"
    --init "$MODEL" --save-minutes 1 "$@")
-# pairs first (no training: --minutes 0), so the training gets a time box of its own
-"${R[@]}" --minutes 0 > "$W/pairs.log" 2>&1
+# pairs first (no training: --minutes 0), at most PAIR_SHARE of the time, so the training
+# gets a time box of its own whatever the pairs cost there
+"${R[@]}" --minutes 0 --pairs-minutes "$($PY -c "print($MIN * ${PAIR_SHARE:-0.45})")" > "$W/pairs.log" 2>&1
 rc=$?
 log "pairs rc $rc: $(ls "$W/pairs" 2>/dev/null | wc -l) shards"
 if [ $rc -eq 0 ]; then
