@@ -32,7 +32,7 @@ log "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&
 MODEL=${MODEL:-weights/uare-tiny}
 R=($PY scripts/train_refiner.py --model "$MODEL" --data "$G/train" -o "$W"
    --batches "${BATCHES:-600}" --batch "${BATCH:-64}" --threads "${THREADS:-8}" --device "${DEVICE:-auto}"
-   --init "$MODEL" --save-minutes 1 "$@")
+   --init "$MODEL" --lr 5e-4 --dark 0.3 --save-minutes 1 "$@")   # session 19's fine-tuning settings
 # pairs first (no training: --minutes 0), at most PAIR_SHARE of the time, so the training
 # gets a time box of its own whatever the pairs cost there
 "${R[@]}" --minutes 0 --pairs-minutes "$($PY -c "print($MIN * ${PAIR_SHARE:-0.45})")" > "$W/pairs.log" 2>&1
