@@ -210,9 +210,9 @@ def make_pairs(pipe: UARE, photos: list[Path], out: Path, shards: int, per_shard
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(shards) if not (out / f"shard-{i:04d}.safetensors").exists()]
     start = time.time()
-    for i in tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True):
+    for made, i in enumerate(tqdm(todo, desc="pairs (shards)", unit="shard", file=sys.stderr, dynamic_ncols=True)):
         if minutes is not None and time.time() - start > minutes * 60:
-            print(f"pairs: --pairs-minutes {minutes:g} reached, {todo.index(i)} of {len(todo)} new shards made",
+            print(f"pairs: --pairs-minutes {minutes:g} reached, {made} of {len(todo)} new shards made",
                   file=sys.stderr)
             break
         tensors, meta = make_shard(pipe, photos, seed, i, per_shard, skip, dark, camera, guided, analysed_skipped)

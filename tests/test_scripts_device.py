@@ -182,14 +182,10 @@ def test_iqa_diagnostics_reports_the_vit_probe_and_the_reading_gap(tmp_path, sma
 def test_refiner_job_makes_pairs_then_trains_in_what_is_left(tmp_path, astronaut):
     """scripts/device/refiner.sh end to end on the CPU with the small test model: the
     photos-only prepare.py folder, pairs, a time-boxed training, the refiner file back."""
-    from test_pipeline import save_test_model
+    from test_scripts_refiner import model_and_photos
     from uare.model.refiner import load_refiner
 
-    model = save_test_model(tmp_path / "model")
-    src = tmp_path / "photos"
-    src.mkdir()
-    for i, (y, x) in enumerate(((0, 0), (200, 250))):
-        Image.fromarray(np.ascontiguousarray(astronaut[y:y + 96, x:x + 120])).save(src / f"p{i}.png")
+    model, src = model_and_photos(tmp_path, astronaut, ((0, 0), (200, 250)))
     gpu = tmp_path / "gpu"
     assert _load("device/prepare.py").main(["--data", str(src), "-o", str(gpu)]) == 0
     assert sorted(p.name for p in (gpu / "train").iterdir()) == ["p0.jpg", "p1.jpg"]

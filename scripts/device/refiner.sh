@@ -4,9 +4,10 @@
 #      the carried photos on the GPU (scripts/train_refiner.py, float32 as on a CPU);
 #   2. the refiner trained on them there for what is left of MINUTES, from the shipped one
 #      (--init weights/uare-tiny), a BATCH of windows a step.
-# On two CPU cores a refiner sees ~25 k steps of 16 windows in 25 minutes, and a JPEG-only
-# network of its shape had learnt nothing after 1,000 (model card, session 23): JPEG and
-# raindrops are where more steps are wanted. Pairs stay there (GBs); what comes back is the
+# On two CPU cores a refiner sees ~25 k steps of 16 windows in 25 minutes, JPEG one job in
+# eleven, and a network of its size trained on JPEG alone starts to deblock only after a
+# few thousand steps (model card, session 23): JPEG and raindrops are where more steps are
+# wanted. Pairs stay there (GBs); what comes back is the
 # refiner file, the held-out table (val.md) and the log.
 #   here:   python scripts/device/prepare.py --data ../shared/data/train -o .gpu   # photos only
 #   device: OUT=$OUT MINUTES=8 BATCHES=600 bash scripts/device/refiner.sh [train_refiner options]
