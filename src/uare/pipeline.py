@@ -30,6 +30,7 @@ from .data.responses import mentioned_types
 from .fidelity import auto_mix
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
+from .model.branch import FILENAME as BRANCH_FILE, load_branches
 from .model.refiner import FILENAME as REFINER_FILE, load_refiner
 from .sampling import (
     LEVELS, GuidanceConfig, TextConfig, check_mix, check_strength, check_temperature, euler_sample, flow_timesteps,
@@ -54,6 +55,9 @@ COMPARE_QUESTION = "Compare image A and image B in perceptual quality: which is 
 COMPARE_PREFIX = "Overall, image"
 ANALYZE_INSTRUCTION = ANALYZE_INSTRUCTIONS[0]
 DECODE_CHUNK = 4   # canvases per autoencoder decode (see UARE._decode)
+# a pixel branch's tiles: plain convolutions need no latent grid, only room (16 px keeps
+# JPEG's 8 px blocks where the codec put them; 512 px of 48 channels at half size: 12 MB)
+BRANCH_TILES = TileConfig(tile=512, overlap=32, grid=16)
 DEFAULT_FOLDERS = (Path(__file__).resolve().parent / "weights" / "uare-tiny",
                    Path(__file__).resolve().parents[2] / "weights" / "uare-tiny")
 
@@ -139,6 +143,7 @@ class Restoration:
     task: str = ""       # the task actually run (auto resolves to one)
     prompt: str = ""     # the instruction the model was given
     mix: float = 1.0     # the share of the model's change the image keeps
+    branch: Optional[str] = None   # the pixel branch that restored it (uare.model.branch), if one did
 
 
 @dataclass
@@ -180,6 +185,10 @@ class InferenceConfig:
     # where the model folder has a refiner (uare.model.refiner, refiner.safetensors): the
     # tasks it runs for. True: every task; a list: those tasks; False: none.
     refine: Union[bool, list] = True
+    # where the model folder has pixel branches (uare.model.branch, branches.safetensors): the
+    # tasks for which a restoration removing one type that has a branch is that branch's
+    # output. True: every task; a list: those tasks; False: none.
+    branch: Union[bool, list] = True
     # colour fix (uare.color_fix): the output gets the input's low band back (a Gaussian of
     # color_fix_sigma pixels) when every degradation being removed keeps the tone: those
     # of the task (derain: rain and raindrops), or for auto and mixed those the model named.
@@ -288,11 +297,12 @@ class UARE:
     that has a tokenizer. All methods take a path, a PIL image or an HxWx3 uint8 array.
     """
 
-    def __init__(self, model, config: Optional[InferenceConfig] = None, refiner=None):
+    def __init__(self, model, config: Optional[InferenceConfig] = None, refiner=None, branches=None):
         if getattr(model, "tokenizer", None) is None:
             raise ModelLoadError("the model has no tokenizer (tokenizer.json in its folder)")
         self.model = model.eval()
         self.refiner = refiner
+        self.branches = dict(branches or {})   # degradation type -> uare.model.branch.Branch
         self.folder: Optional[Path] = None   # where from_pretrained loaded it (the eval's cache key)
         self.config = config or InferenceConfig()
         self.tok = model.tokenizer
@@ -315,7 +325,7 @@ class UARE:
             check_temperature(v, f"inference temperature{where}")
         for where, v in _by_task(self.config.mix, "mix").items():
             check_mix(v, f"inference mix{where}")
-        for name in ("color_fix", "residual_decode", "refine"):
+        for name in ("color_fix", "residual_decode", "refine", "branch"):
             value = getattr(self.config, name)
             if isinstance(value, (list, tuple)) and set(value) - set(TASKS):
                 raise ValueError(f"inference {name}: unknown tasks {sorted(set(value) - set(TASKS))}; "
@@ -341,9 +351,10 @@ class UARE:
             model = UAREModel.from_pretrained(folder, device=device, dtype=dtype)
             config = _load_inference_config(folder)
             refiner = load_refiner(folder, device=device, dtype=dtype)
+            branches = load_branches(folder, device=device, dtype=dtype)
         except (ValueError, OSError) as e:
             raise ModelLoadError(f"{folder}: cannot load the model ({e})") from e
-        pipe = cls(model, config, refiner)
+        pipe = cls(model, config, refiner, branches)
         pipe.folder = folder
         return pipe
 
@@ -424,7 +435,8 @@ class UARE:
                 progress: Optional[Callable[[int, int], None]] = None,
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
                 strength: Optional[float] = None, temperature: Optional[float] = None,
-                mix: Union[float, str, None] = None, refine: Optional[bool] = None) -> Restoration:
+                mix: Union[float, str, None] = None, refine: Optional[bool] = None,
+                branch: Optional[bool] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -449,6 +461,11 @@ class UARE:
         by task). The share used is returned as `mix`.
         refine: run the model folder's refiner (refiner.safetensors) on the decoded output;
         None: the model's setting (inference.json `refine`, by task; on where it has one).
+        branch: where the restoration removes one degradation type alone (the task's, the
+        one named, or with analyze the one the analysis names) and the model folder has a
+        pixel branch for it (branches.safetensors; the tiny model's: JPEG), return that
+        branch's output instead of sampling; None: the model's setting (inference.json
+        `branch`, by task; on where it has one). The branch used is returned as `branch`.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -460,15 +477,21 @@ class UARE:
             raise ValueError(f"steps must be at least 2, got {steps}")
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
-        job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine)
+        job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine,
+                                     branch)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
             job.on_step = lambda n: progress(_tick(job, n), total)
         if analyze and max(x.shape[-2:]) > self.tiles.tile:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
-        out = restore_any_size(x, lambda tiles: self._restore_tiles(tiles, job), self.tiles,
-                               batch=self.config.tile_batch)
+        if self._branch_for(job) is not None:
+            out = self._run_branch(x, job)
+            if progress is not None:
+                progress(total, total)
+        else:
+            out = restore_any_size(x, lambda tiles: self._restore_tiles(tiles, job), self.tiles,
+                                   batch=self.config.tile_batch)
         if analyze:
             types = mentioned_types(job.text or "")
         if self._color_fix(task, types) if color_fix is None else color_fix:
@@ -478,11 +501,12 @@ class UARE:
         if mix != 1.0:
             out = torch.lerp(x, out, mix)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
-        return Restoration(image=image_out, text=job.text, task=task, prompt=job.instruction, mix=mix)
+        return Restoration(image=image_out, text=job.text, task=task, prompt=job.instruction, mix=mix,
+                           branch=job.branch_used)
 
     def _job(self, img: Image.Image, task: str, prompt: Optional[str], analyze: bool, types, steps: int,
              seed: int, strength: Optional[float] = None, temperature: Optional[float] = None,
-             refine: Optional[bool] = None) -> tuple["_Job", str, list[str]]:
+             refine: Optional[bool] = None, branch: Optional[bool] = None) -> tuple["_Job", str, list[str]]:
         """The settings of one restore call as restore resolves them (instruction, sampling,
         decoding, refiner): (job, resolved task, degradation types named). Also what
         scripts/train_refiner.py restores its training pairs with."""
@@ -491,7 +515,8 @@ class UARE:
         temperature = check_temperature(self._task_setting("temperature", task, analyze) if temperature is None
                                         else temperature)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
-                   refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types))
+                   refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types),
+                   branch=self._branches_on(task, branch))
         return job, task, types
 
     def _residual(self, task: str) -> bool:
@@ -504,6 +529,36 @@ class UARE:
                                  f"({REFINER_FILE} in its folder)")
             return False
         return _for_task(self.config.refine, task) if refine is None else bool(refine)
+
+    def _branches_on(self, task: str, branch: Optional[bool] = None) -> bool:
+        if not self.branches:
+            if branch:
+                raise ValueError(f"branch: {self.folder or 'this model'} has no pixel branches "
+                                 f"({BRANCH_FILE} in its folder)")
+            return False
+        return _for_task(self.config.branch, task) if branch is None else bool(branch)
+
+    def _branch_for(self, job: "_Job"):
+        """The pixel branch that restores this job (None: the model samples): one type
+        removed, a branch for it, and branches on. With analyze, known once the analysis is."""
+        if not job.branch or (job.analyze and job.text is None):
+            return None
+        removed = job.removes()
+        return self.branches.get(removed[0]) if len(removed) == 1 else None
+
+    def _run_branch(self, x: torch.Tensor, job: "_Job") -> torch.Tensor:
+        """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
+        branch = self._branch_for(job)
+        job.branch_used = branch.cfg.type
+
+        def run(tiles: torch.Tensor) -> torch.Tensor:
+            return branch(tiles.to(self.device, self.dtype)).float().clamp(0, 1).cpu()
+
+        if x.dim() == 4:
+            return run(x)
+        if max(x.shape[-2:]) <= BRANCH_TILES.tile:   # whole, unpadded: no made-up border to read
+            return run(x[None])[0]
+        return restore_any_size(x, run, BRANCH_TILES)
 
     def _task_setting(self, name: str, task: str, analyze: bool = False):
         """A number-or-{task: number} setting (strength, temperature, mix) for this run: the
@@ -587,6 +642,8 @@ class UARE:
     def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
         restored, cond = self._restored_latents(tiles, job)
+        if self._branch_for(job) is not None:   # analyse-then-restore of one canvas: the analysis decides now
+            return self._run_branch(tiles, job)
         removed = job.removes()
         refine = job.refine and self.refiner.cfg.applies(removed, job.analyze)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
@@ -827,6 +884,8 @@ class _Job:
     strength: float = 1.0
     temperature: float = 1.0
     refine: bool = False
+    branch: bool = False              # pixel branches may restore it (UARE._branch_for)
+    branch_used: Optional[str] = None
     removed: Optional[list] = None    # degradation types being removed; None: read from the analysis
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step

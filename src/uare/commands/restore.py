@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--refine auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
+[--steps N] [--seed S] [--color-fix auto|on|off] [--refine auto|on|off] [--branch auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
 images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
+from ..model.branch import FILENAME as BRANCH_FILE
 from ..model.refiner import FILENAME as REFINER_FILE
 from ..pipeline import TASKS
 from ..sampling import check_mix, check_strength, check_temperature
@@ -40,6 +41,10 @@ def add_arguments(parser) -> None:
                         help="run the model's refiner (refiner.safetensors: the input's fine detail "
                              "the latent cannot hold) on the decoded output (auto: the model's "
                              "setting, by task)")
+    parser.add_argument("--branch", choices=("auto", "on", "off"), default="auto",
+                        help="where the image has one degradation alone and the model has a pixel "
+                             "branch for it (branches.safetensors; the tiny model's: JPEG), restore "
+                             "with that branch instead of sampling (auto: the model's setting, by task)")
     parser.add_argument("--strength", default=None, metavar="S",
                         help="img2img strength in (0, 1]: start sampling from the input noised to "
                              "time S instead of from pure noise (1); lower keeps more of the input "
@@ -60,10 +65,10 @@ def add_arguments(parser) -> None:
 
 def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None,
                     temperature: Optional[str] = None, mix: Optional[str] = None,
-                    refine: str = "auto") -> dict:
+                    refine: str = "auto", branch: str = "auto") -> dict:
     """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
-    --color-fix / ?color_fix= and --refine / ?refine= (auto leaves the model's setting;
-    nothing is passed),
+    --color-fix / ?color_fix=, --refine / ?refine= and --branch / ?branch= (auto leaves the
+    model's setting; nothing is passed),
     --strength / ?strength=, --temperature / ?temperature= and --mix / ?mix= (empty leaves
     the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
@@ -71,7 +76,7 @@ def restore_options(types: Optional[str], color_fix: str = "auto", strength: Opt
     if bad:
         raise ValueError(f"types: unknown {', '.join(bad)}; choose from {', '.join(TASK_OF_TYPE)}")
     options = {"types": named}
-    for name, text in (("color_fix", color_fix), ("refine", refine)):
+    for name, text in (("color_fix", color_fix), ("refine", refine), ("branch", branch)):
         value = str(text).lower()
         if value not in ("auto", "on", "off"):
             raise ValueError(f"{name} must be auto, on or off, got {value!r}")
@@ -127,7 +132,7 @@ def run(args) -> int:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
         options = restore_options(args.types, args.color_fix, args.strength, args.temperature, args.mix,
-                                  args.refine)
+                                  args.refine, args.branch)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)
@@ -142,6 +147,8 @@ def run(args) -> int:
     model = open_model(args)
     if options.get("refine") and getattr(model, "refiner", None) is None:
         raise UsageError(f"--refine on: the model has no refiner ({REFINER_FILE} in its folder)")
+    if options.get("branch") and not getattr(model, "branches", None):
+        raise UsageError(f"--branch on: the model has no pixel branches ({BRANCH_FILE} in its folder)")
 
     def one(path: Path) -> None:
         from ..imageio import save_image, write_text
@@ -155,7 +162,8 @@ def run(args) -> int:
             text_path = write_text(out.with_suffix(".txt"), r.text + "\n")
         if args.json:
             emit_json({"image": str(path), "output": str(out), "size": list(r.image.size),
-                       "task": r.task, "prompt": r.prompt, "mix": round(float(r.mix), 4), "text": r.text,
+                       "task": r.task, "prompt": r.prompt, "mix": round(float(r.mix), 4),
+                       "branch": getattr(r, "branch", None), "text": r.text,
                        "text_file": str(text_path) if text_path else None})
         else:
             info(f"{path} -> {out}")

@@ -5,7 +5,7 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&refine=on|off&strength=S&temperature=T&mix=M
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&refine=on|off&branch=on|off&strength=S&temperature=T&mix=M
                                           body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     POST /api/compare?method=auto|answer|scores
@@ -196,14 +196,15 @@ def _restore(model, image, query: dict) -> dict:
     except ValueError:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
     options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"),
-                              query.get("temperature"), query.get("mix"), query.get("refine", "auto"))
+                              query.get("temperature"), query.get("mix"), query.get("refine", "auto"),
+                              query.get("branch", "auto"))
     t = time.perf_counter()
     r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()
     r.image.save(buf, "PNG")
     return {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
             "text": r.text, "task": getattr(r, "task", task), "prompt": getattr(r, "prompt", ""),
-            "mix": round(float(getattr(r, "mix", 1.0)), 4),
+            "mix": round(float(getattr(r, "mix", 1.0)), 4), "branch": getattr(r, "branch", None),
             "width": r.image.width, "height": r.image.height,
             "seconds": round(time.perf_counter() - t, 3)}
 
@@ -230,6 +231,7 @@ task <select id="task">{tasks}</select>
  title="{types}"></label>
 <label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>refiner <select id="refine" title="the model's refiner, if it has one: input detail the latent cannot hold"><option>auto</option><option>on</option><option>off</option></select></label>
+<label>branch <select id="branch" title="the model's pixel branch for an image with one degradation alone (the tiny model's: JPEG), if it has one"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"
@@ -269,14 +271,15 @@ $("assess").onclick = async () => {
 $("restore").onclick = async () => {
   const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
     "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value +
-    "&refine=" + $("refine").value +
+    "&refine=" + $("refine").value + "&branch=" + $("branch").value +
     "&strength=" + encodeURIComponent($("strength").value.trim()) +
     "&temperature=" + encodeURIComponent($("temperature").value.trim()) +
     "&mix=" + encodeURIComponent($("mix").value.trim());
   const j = await call("/api/restore?" + q);
   if (!j) return;
   $("out").src = j.image; $("dl").href = j.image; $("dl").textContent = "download (" + j.width + "x" + j.height + ")";
-  $("text").textContent = "task " + j.task + (j.mix < 1 ? ", mix " + j.mix : "") + (j.text ? "\\n\\n" + j.text : "");
+  $("text").textContent = "task " + j.task + (j.mix < 1 ? ", mix " + j.mix : "") +
+    (j.branch ? ", by its " + j.branch + " branch" : "") + (j.text ? "\\n\\n" + j.text : "");
 };
 $("compare").onclick = async () => {
   const f = $("file").files[0], g = $("fileb").files[0];

@@ -1,6 +1,6 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:refine=off:strength=S:temperature=T:mix=M`
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:refine=off:branch=off:strength=S:temperature=T:mix=M`
 runs `UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
 it the simple prompt is used; `named` tells the model the degradations each input was made
@@ -8,7 +8,8 @@ with, so the instruction names them as the paper's single and multiple degradati
 instruction does ("enhance this image with low-light and noise.") where the simple
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
 model's colour-fix setting (to measure what it does), `refine=on|off` whether the
-folder's refiner runs, `strength=S` its img2img start,
+folder's refiner runs, `branch=on|off` whether its pixel branches may restore
+(uare.model.branch), `strength=S` its img2img start,
 `temperature=T` the scale of its starting noise, `mix=M` the share of its change the output
 keeps. The model is loaded once per run.
 
@@ -62,7 +63,7 @@ def share(value):
 @register_method("uare")
 class UareMethod(Method):
     """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
-    task=auto, color_fix=on|off, refine=on|off, strength=S, temperature=T, mix=M."""
+    task=auto, color_fix=on|off, refine=on|off, branch=on|off, strength=S, temperature=T, mix=M."""
 
     name = "uare"
     takes_types = True
@@ -74,7 +75,7 @@ class UareMethod(Method):
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
         self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix",
-                            "strength", "temperature", "mix", "refine"))
+                            "strength", "temperature", "mix", "refine", "branch"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
@@ -82,6 +83,7 @@ class UareMethod(Method):
         self.task_override = self.option("task", None, str)
         self.color_fix = self.option("color_fix", None, as_bool)
         self.refine = self.option("refine", None, as_bool)
+        self.branch = self.option("branch", None, as_bool)
         self.named = self.option("named", False, as_bool)
         self.strength = self.option("strength", None, float)
         self.temperature = self.option("temperature", None, float)
@@ -94,7 +96,7 @@ class UareMethod(Method):
 
     def restore(self, image, task, scale=1, types=()):
         extra = {}
-        for key in ("color_fix", "refine", "strength", "temperature", "mix"):
+        for key in ("color_fix", "refine", "branch", "strength", "temperature", "mix"):
             if getattr(self, key) is not None:
                 extra[key] = getattr(self, key)
         if self.named and types:

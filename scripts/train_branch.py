@@ -1,0 +1,183 @@
+"""Train a pixel branch (uare.model.branch): a plain CNN that removes one degradation type.
+
+    python scripts/train_branch.py --type jpeg --data ../shared/data/train -o runs/branch-jpeg \
+        [--steps 18000] [--minutes 60] [--model weights/uare-tiny]
+
+Every step draws fresh pairs: random crops of --source px from the training photos (every
+tenth photo held out), each degraded by `uare degrade`'s own `single:TYPE` preset at a
+severity drawn from its seed (JPEG: quality 95-10, as the dev targets are made), and a
+--crop px window of both cut at a multiple of 16 px (JPEG's grid stays where the codec put
+it). MSE (the PSNR the targets are measured in), Adam with a cosine decay over --steps;
+--minutes stops early. OUT/train holds the state (safetensors) every --save-minutes and at
+the end, and a rerun resumes it.
+
+OUT/branches.safetensors: --model's branches with this one added (or replaced), ready to
+copy into the model folder; OUT/val.md: PSNR-Y on fixed held-out crops, input / branch,
+by severity quarter.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from uare.degradations.presets import SINGLE_TYPES, degrade
+from uare.imageio import atomic_write, list_images, load_image, write_text
+from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches
+from uare.train.checkpoint import flatten_optimizer, unflatten_optimizer
+
+HOLD_OUT = 10          # every tenth photo
+VAL_CROPS = 256
+ALIGN = 16
+
+
+def load_photos(folder: str, source: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    photos = list_images(folder, recursive=True)
+    if not photos:
+        raise SystemExit(f"{folder}: no training photos")
+    arrays = [np.asarray(load_image(p)) for p in photos]
+    small = [str(p) for p, a in zip(photos, arrays) if min(a.shape[:2]) < source]
+    if small:
+        raise SystemExit(f"{small[0]}: smaller than the {source} px crops the branch trains on")
+    train = [a for i, a in enumerate(arrays) if i % HOLD_OUT]
+    val = [a for i, a in enumerate(arrays) if not i % HOLD_OUT]
+    return train, val
+
+
+def draw_pairs(photos: list[np.ndarray], kind: str, n: int, source: int, crop: int,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """n (clean, degraded) crops, (n, 3, crop, crop) in [0, 1], and their severities."""
+    clean, lq, sev = [], [], []
+    for _ in range(n):
+        a = photos[rng.integers(len(photos))]
+        y0, x0 = rng.integers(a.shape[0] - source + 1), rng.integers(a.shape[1] - source + 1)
+        hq = np.ascontiguousarray(a[y0:y0 + source, x0:x0 + source])
+        out, record = degrade(hq, f"single:{kind}", seed=int(rng.integers(1 << 30)))
+        dy, dx = (int(rng.integers((source - crop) // ALIGN + 1)) * ALIGN for _ in range(2))
+        clean.append(hq[dy:dy + crop, dx:dx + crop])
+        lq.append(np.asarray(out)[dy:dy + crop, dx:dx + crop])
+        sev.append(float(record["severity"][kind]))
+    as_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
+    return as_t(clean), as_t(lq), sev
+
+
+def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, (N, 3, H, W) in [0, 1]; luma as uare.metrics (BT.601, 16-235)."""
+    w = torch.tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    ya, yb = ((x.clamp(0, 1) * w).sum(1) for x in (a, b))
+    return 10 * torch.log10(255.0 ** 2 / ((ya - yb) ** 2).mean(dim=(-2, -1)).clamp_min(1e-10))
+
+
+@torch.no_grad()
+def val_table(branch: Branch, val) -> str:
+    clean, lq, sev = val
+    out = torch.cat([branch(x) for x in lq.split(64)])
+    p_in, p_out = psnr_y(lq, clean), psnr_y(out, clean)
+    quarter = (torch.tensor(sev) * 4).long().clamp(0, 3)
+    lines = ["| severity | crops | input | branch | above input |", "|---|---|---|---|---|"]
+    for q in (0, 1, 2, 3, None):
+        sel = torch.ones_like(quarter, dtype=torch.bool) if q is None else quarter == q
+        if sel.any():
+            name = "all" if q is None else f"{q / 4:.2f}-{(q + 1) / 4:.2f}"
+            lines.append(f"| {name} | {int(sel.sum())} | {p_in[sel].mean():.3f} | {p_out[sel].mean():.3f} | "
+                         f"{int((p_out[sel] > p_in[sel]).sum())} |")
+    return "\n".join(lines) + "\n"
+
+
+def save_state(folder: Path, branch: Branch, opt, step: int, seconds: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, groups = flatten_optimizer(opt.state_dict())
+    atomic_write(folder / "optimizer.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    save_branches({branch.cfg.type: branch}, folder)
+    write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds, "groups": groups}) + "\n")
+
+
+def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
+    cfg = BranchConfig(args.type, channels=args.channels, layers=args.layers)
+    torch.manual_seed(args.seed)
+    branch = Branch(cfg)
+    opt = torch.optim.Adam(branch.parameters(), lr=args.lr)
+    step, spent = 0, 0.0
+    if (folder / "state.json").exists():   # resume
+        state = json.loads((folder / "state.json").read_text())
+        found = load_branches(folder).get(args.type)
+        if found is None or found.cfg != cfg:
+            raise SystemExit(f"{folder}: holds another branch ({found.cfg if found else 'none'}); "
+                             f"use another -o or delete it")
+        branch.load_state_dict(found.state_dict())
+        opt.load_state_dict(unflatten_optimizer(load_file(str(folder / "optimizer.safetensors")), state["groups"]))
+        step, spent = state["step"], state["seconds"]
+        print(f"resuming at step {step}", file=sys.stderr)
+    rng = np.random.default_rng([args.seed, step])   # a resumed run draws on, not the same crops again
+    start, last_save = time.time() - spent, time.time()
+    bar = tqdm(total=args.steps, initial=step, desc=f"{args.type} branch", file=sys.stderr, dynamic_ncols=True)
+    while step < args.steps and time.time() - start < args.minutes * 60:
+        for group in opt.param_groups:   # cosine to 2% over the steps
+            group["lr"] = args.lr * (0.02 + 0.49 * (1 + math.cos(math.pi * step / args.steps)))
+        clean, lq, _ = draw_pairs(photos, args.type, args.batch, args.source, args.crop, rng)
+        loss = F.mse_loss(branch(lq), clean)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.2e}")
+            bar.update(step - bar.n)
+        if time.time() - last_save > args.save_minutes * 60:
+            save_state(folder, branch, opt, step, time.time() - start)
+            last_save = time.time()
+    bar.close()
+    save_state(folder, branch, opt, step, time.time() - start)
+    print(f"{step} steps, {(time.time() - start) / 60:.1f} min", file=sys.stderr)
+    return branch.eval()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--type", required=True, choices=[t for t in SINGLE_TYPES if t != "downsample"])
+    ap.add_argument("--data", default="../shared/data/train", help="folder of clean training photos")
+    ap.add_argument("-o", "--out", required=True, help="run folder (train/, branches.safetensors, val.md)")
+    ap.add_argument("--model", default="weights/uare-tiny",
+                    help="model folder whose branches the output keeps ('' for none)")
+    ap.add_argument("--steps", type=int, default=18000)
+    ap.add_argument("--minutes", type=float, default=float("inf"), help="stop early after this long")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=64, help="training window, px (a multiple of 16)")
+    ap.add_argument("--source", type=int, default=64,
+                    help="px of the crop degraded (>= --crop: raindrops want their surroundings)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--channels", type=int, default=BranchConfig.channels)
+    ap.add_argument("--layers", type=int, default=BranchConfig.layers)
+    ap.add_argument("--save-minutes", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.crop % ALIGN or args.source < args.crop:
+        raise SystemExit(f"--crop must be a multiple of {ALIGN} and --source at least --crop")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    train_photos, val_photos = load_photos(args.data, args.source)
+    branch = train(args, train_photos, out / "train")
+    val = draw_pairs(val_photos, args.type, VAL_CROPS, args.source, args.crop, np.random.default_rng(12345))
+    table = val_table(branch, val)
+    write_text(out / "val.md", f"# {args.type} branch, held-out crops (PSNR-Y)\n\n{table}")
+    print(table)
+    branches = load_branches(args.model) if args.model else {}
+    branches[args.type] = branch
+    save_branches(branches, out)
+    print(f"wrote {out / FILENAME} ({', '.join(sorted(branches))}); copy it into the model folder to use it",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

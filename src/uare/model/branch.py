@@ -1,0 +1,102 @@
+"""Pixel branches: small plain CNNs, each trained on one degradation type alone.
+
+The tiny model's latent (8x down-sampled) cannot hold JPEG's 8-pixel blocks, and the
+refiner after its decoder, trained on every type at once with a zero-started output, never
+learnt to deblock: trained on JPEG alone for 4,000 steps it had not moved, while a plain
+CNN of the same size started at random began after ~2,000 steps and beat the input on all
+88 tune photo-severities after 9,000 (session 23, model card). So a restoration that
+removes one type alone, for which the model folder has a branch, is that branch's output
+on the input image, as ARCNN and DnCNN restore: the generation side is not run (the
+analysis is, when asked for, and it decides). A folder without `branches.safetensors`,
+Bagel's or FLUX's, restores as before.
+
+The network: pixel-unshuffle by `scale` (4x fewer positions, twice the receptive field),
+`layers` 3x3 convolutions with ReLUs between, pixel-shuffle back, added to the input.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..imageio import atomic_write
+
+FILENAME = "branches.safetensors"
+
+
+@dataclass
+class BranchConfig:
+    type: str                 # the degradation type it removes (uare.degradations' names)
+    channels: int = 48
+    layers: int = 10          # 3x3 convolutions, the first and the last included
+    scale: int = 2
+
+    def __post_init__(self):
+        if self.channels < 1 or self.layers < 2 or self.scale < 1:
+            raise ValueError(f"branch config: channels >= 1, layers >= 2 and scale >= 1 required, got {self}")
+
+
+class Branch(nn.Module):
+    def __init__(self, cfg: BranchConfig):
+        super().__init__()
+        self.cfg = cfg
+        s2, ch = cfg.scale * cfg.scale, cfg.channels
+        sizes = [3 * s2] + [ch] * (cfg.layers - 1) + [3 * s2]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes, sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> the same, restored (not clamped). Any H, W: sides that
+        are no multiple of `scale` are padded by reflection and cropped back."""
+        s, (h, w) = self.cfg.scale, x.shape[-2:]
+        ph, pw = -h % s, -w % s
+        y = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        z = F.pixel_unshuffle(y * 2 - 1, s)
+        for i, conv in enumerate(self.convs):
+            z = conv(F.relu(z) if i else z)
+        return x + F.pixel_shuffle(z, s)[..., :h, :w] * 0.5
+
+
+def save_branches(branches: dict[str, Branch], folder: str | Path) -> Path:
+    """All of a folder's branches in one file, each under its type's name."""
+    path = Path(folder) / FILENAME
+    tensors = {f"{t}.{k}": v.detach().contiguous().cpu().float()
+               for t, b in branches.items() for k, v in b.state_dict().items()}
+    meta = {"branches": json.dumps({t: asdict(b.cfg) for t, b in branches.items()})}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return path
+
+
+def load_branches(folder: str | Path, device="cpu", dtype: Optional[torch.dtype] = None) -> dict[str, Branch]:
+    """The folder's branches by type; {} where it has none."""
+    path = Path(folder) / FILENAME
+    if not path.exists():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            cfgs = {t: BranchConfig(**c) for t, c in json.loads((f.metadata() or {})["branches"]).items()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: no branch configs in the file's metadata ({e})") from e
+    except ValueError as e:   # a config out of range
+        raise ValueError(f"{path}: {e}") from e
+    except Exception as e:  # safetensors raises its own error types on corrupt files
+        raise ValueError(f"{path}: unreadable safetensors file ({e})") from e
+    out = {}
+    for t, cfg in cfgs.items():
+        if cfg.type != t:
+            raise ValueError(f"{path}: the branch stored as {t!r} says it removes {cfg.type!r}")
+        b = Branch(cfg)
+        own = {k[len(t) + 1:]: v for k, v in state.items() if k.startswith(t + ".")}
+        try:
+            b.load_state_dict(own, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: the {t} branch's weights do not fit its config {cfg} ({e})") from e
+        out[t] = b.to(device=device, dtype=dtype).requires_grad_(False).eval()
+    return out

@@ -1,0 +1,172 @@
+"""Pixel branches (uare.model.branch): the file round-trips through safetensors with its
+configs, a broken one is named, and the pipeline hands a restoration to a branch exactly
+where it removes that branch's type alone (by task, by name, or by the analysis)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from uare import pipeline
+from uare.cli import main
+from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches
+from uare.pipeline import UARE
+
+from test_pipeline import _photo, save_test_model
+
+
+def _branch(kind="jpeg", seed=1, **cfg):
+    torch.manual_seed(seed)
+    return Branch(BranchConfig(kind, **{"channels": 8, "layers": 3, **cfg})).eval()
+
+
+def test_a_branch_adds_its_correction_to_the_input_at_any_size():
+    b = _branch()
+    x = torch.rand(2, 3, 15, 22)
+    with torch.no_grad():
+        y = b(x)
+        assert y.shape == x.shape and not torch.equal(y, x)
+        torch.nn.init.zeros_(b.convs[-1].weight)
+        torch.nn.init.zeros_(b.convs[-1].bias)
+        assert torch.equal(b(x), x)       # a zero last layer: the input, untouched
+    with pytest.raises(ValueError, match="branch config"):
+        BranchConfig("jpeg", layers=1)
+
+
+def test_branches_round_trip_in_one_file_and_a_folder_without_has_none(tmp_path):
+    both = {"jpeg": _branch("jpeg", 1), "raindrop": _branch("raindrop", 2, layers=4)}
+    save_branches(both, tmp_path)
+    back = load_branches(tmp_path)
+    assert set(back) == {"jpeg", "raindrop"} and back["raindrop"].cfg.layers == 4
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        for k in both:
+            assert torch.equal(back[k](x), both[k](x))
+    assert not any(p.requires_grad for b in back.values() for p in b.parameters())
+    assert load_branches(tmp_path / "nowhere") == {}
+
+
+def test_a_broken_branch_file_is_named(tmp_path):
+    (tmp_path / FILENAME).write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=FILENAME):
+        load_branches(tmp_path)
+    save_file({"jpeg.convs.0.weight": torch.zeros(1)}, str(tmp_path / FILENAME))
+    with pytest.raises(ValueError, match="no branch configs"):
+        load_branches(tmp_path)
+    meta = {"branches": json.dumps({"jpeg": {"type": "jpeg", "channels": 8, "layers": 3, "scale": 2}})}
+    save_file({"jpeg.convs.0.weight": torch.zeros(1)}, str(tmp_path / FILENAME), metadata=meta)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_branches(tmp_path)
+    meta = {"branches": json.dumps({"jpeg": {"type": "noise", "channels": 8, "layers": 3, "scale": 2}})}
+    save_file({"jpeg.convs.0.weight": torch.zeros(1)}, str(tmp_path / FILENAME), metadata=meta)
+    with pytest.raises(ValueError, match="says it removes 'noise'"):
+        load_branches(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same small model without and with a JPEG branch in its folder."""
+    plain = save_test_model(tmp_path_factory.mktemp("plain"))
+    branched = tmp_path_factory.mktemp("branched")
+    for f in plain.iterdir():
+        shutil.copy(f, branched / f.name)
+    save_branches({"jpeg": _branch()}, branched)
+    return UARE.from_pretrained(plain, device="cpu"), UARE.from_pretrained(branched, device="cpu")
+
+
+def _branch_output(pipe, img: Image.Image) -> np.ndarray:
+    """The JPEG branch on the image, as the pipeline returns it (the test model has no colour fix)."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = pipe.branches["jpeg"](x).clamp(0, 1)[0]
+    return (y.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8")
+
+
+def _no_sampling(pipe, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("sampled, where the branch should have restored")
+    monkeypatch.setattr(pipe, "_restored_latents", refuse)
+
+
+def test_dejpeg_is_the_branchs_output_and_nothing_is_sampled(pair, astronaut, monkeypatch):
+    plain, branched = pair
+    img = _photo(astronaut, 40, 56)
+    assert plain.branches == {} and set(branched.branches) == {"jpeg"}
+    sampled = branched.restore(img, task="dejpeg", branch=False)
+    assert sampled.branch is None
+    assert np.array_equal(np.asarray(sampled.image), np.asarray(plain.restore(img, task="dejpeg").image))
+    _no_sampling(branched, monkeypatch)
+    ticks = []
+    for kwargs in ({"task": "dejpeg"}, {"task": "auto", "types": ["jpeg"]}, {"task": "mixed", "types": ["jpeg"]}):
+        r = branched.restore(img, progress=lambda d, n: ticks.append((d, n)), **kwargs)
+        assert r.branch == "jpeg" and r.task == "dejpeg" if kwargs["task"] != "mixed" else r.branch == "jpeg"
+        assert np.array_equal(np.asarray(r.image), _branch_output(branched, img))
+    assert ticks and ticks[-1][0] == ticks[-1][1]   # a progress bar still ends full
+    with pytest.raises(ValueError, match="has no pixel branches"):
+        plain.restore(img, task="dejpeg", branch=True)
+
+
+def test_restorations_that_remove_other_or_more_types_are_sampled(pair, astronaut):
+    plain, branched = pair
+    img = _photo(astronaut, 40, 56)
+    for kwargs in ({"task": "deblur"}, {"task": "mixed", "types": ["blur", "jpeg"]},
+                   {"task": "auto", "types": ["noise", "jpeg"]}, {"task": "sr"}):
+        a, b = plain.restore(img, **kwargs), branched.restore(img, **kwargs)
+        assert b.branch is None and np.array_equal(np.asarray(a.image), np.asarray(b.image)), kwargs
+
+
+def test_the_branch_setting_picks_the_tasks(pair, astronaut):
+    _, branched = pair
+    img = _photo(astronaut, 40, 56)
+    off = UARE(branched.model, pipeline.replace(branched.config, branch=["denoise"]), None, branched.branches)
+    assert off.restore(img, task="dejpeg").branch is None
+    assert off.restore(img, task="dejpeg", branch=True).branch == "jpeg"
+    with pytest.raises(ValueError, match="unknown tasks"):
+        UARE(branched.model, pipeline.replace(branched.config, branch=["nope"]), None, branched.branches)
+
+
+@pytest.mark.parametrize("size", [(40, 56), (40, 150)], ids=["one canvas", "tiled"])
+def test_an_analysis_that_names_jpeg_alone_hands_over_to_the_branch(pair, astronaut, monkeypatch, size):
+    _, branched = pair
+    img = _photo(astronaut, *size)
+    analysis = "The image shows JPEG blocking artifacts. Remove the JPEG blocking artifacts."
+    monkeypatch.setattr(branched, "_generate", lambda *a, **k: analysis)
+    r = branched.restore(img, analyze=True, steps=2)
+    assert r.branch == "jpeg" and r.text == analysis
+    assert np.array_equal(np.asarray(r.image), _branch_output(branched, img))
+    monkeypatch.setattr(branched, "_generate", lambda *a, **k: "The image shows JPEG artifacts and noise.")
+    assert branched.restore(img, analyze=True, steps=2).branch is None
+
+
+def test_large_images_go_through_the_branch_in_tiles_of_the_exact_size(pair, astronaut, monkeypatch):
+    _, branched = pair
+    monkeypatch.setattr(pipeline, "BRANCH_TILES", pipeline.TileConfig(tile=64, overlap=16, grid=16))
+    seen = []
+    real = branched.branches["jpeg"].forward
+    monkeypatch.setattr(branched.branches["jpeg"], "forward", lambda x: seen.append(tuple(x.shape)) or real(x))
+    img = _photo(astronaut, 70, 150)
+    r = branched.restore(img, task="dejpeg")
+    assert r.image.size == (150, 70) and len(seen) > 1 and all(s[-1] <= 64 and s[-2] <= 64 for s in seen)
+    whole = _branch_output(branched, img).astype(int)
+    # tiles agree with the whole image away from their borders (3 convolutions at half size: 6 px)
+    assert np.abs(np.asarray(r.image).astype(int) - whole)[8:-8, 8:-8].mean() < 1.0
+
+
+def test_restore_command_branch_option_and_json(pair, tmp_path, capsys, astronaut):
+    plain, branched = pair
+    src = tmp_path / "in.png"
+    Image.fromarray(_photo(astronaut, 40, 56)).save(src)
+    assert main(["restore", str(src), "-o", str(tmp_path / "a.png"), "--task", "dejpeg", "--model",
+                 str(branched.folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["branch"] == "jpeg"
+    assert main(["restore", str(src), "-o", str(tmp_path / "b.png"), "--task", "dejpeg", "--model",
+                 str(branched.folder), "--branch", "off", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["branch"] is None
+    assert main(["restore", str(src), "-o", str(tmp_path / "c.png"), "--model", str(plain.folder),
+                 "--branch", "on"]) == 2
+    assert "no pixel branches" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
