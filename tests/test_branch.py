@@ -4,7 +4,6 @@ where it removes that branch's type alone (by task, by name, or by the analysis)
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from uare.cli import main
 from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches
 from uare.pipeline import UARE
 
-from test_pipeline import _photo, save_test_model
+from test_pipeline import _photo, plain_and_extended
 
 
 def _branch(kind="jpeg", seed=1, **cfg):
@@ -71,12 +70,7 @@ def test_a_broken_branch_file_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The same small model without and with a JPEG branch in its folder."""
-    plain = save_test_model(tmp_path_factory.mktemp("plain"))
-    branched = tmp_path_factory.mktemp("branched")
-    for f in plain.iterdir():
-        shutil.copy(f, branched / f.name)
-    save_branches({"jpeg": _branch()}, branched)
-    return UARE.from_pretrained(plain, device="cpu"), UARE.from_pretrained(branched, device="cpu")
+    return plain_and_extended(tmp_path_factory, lambda d: save_branches({"jpeg": _branch()}, d))
 
 
 def _branch_output(pipe, img: Image.Image) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -50,6 +51,17 @@ def save_test_model(folder, settings=FAST):
     make_test_model().save_pretrained(folder)
     (folder / "inference.json").write_text(json.dumps(settings))
     return folder
+
+
+def plain_and_extended(tmp_path_factory, add):
+    """The small test model loaded from its folder, and from a copy of it to which
+    add(folder) writes more (a refiner, pixel branches)."""
+    plain = save_test_model(tmp_path_factory.mktemp("plain"))
+    extended = tmp_path_factory.mktemp("extended")
+    for f in plain.iterdir():
+        shutil.copy(f, extended / f.name)
+    add(extended)
+    return UARE.from_pretrained(plain, device="cpu"), UARE.from_pretrained(extended, device="cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,7 +4,6 @@ after decoding only where asked."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from uare import pipeline
 from uare.model.refiner import FILENAME, Refiner, RefinerConfig, load_refiner, save_refiner
 from uare.pipeline import UARE, InferenceConfig
 
-from test_pipeline import _IdentityModel, _photo, save_test_model
+from test_pipeline import _IdentityModel, _photo, plain_and_extended
 
 
 def _inputs(n=2, side=16, seed=0):
@@ -120,12 +119,7 @@ def test_files_written_before_the_gate_load_without_one(tmp_path):
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The same small model without and with a (non-zero) refiner in its folder."""
-    plain = save_test_model(tmp_path_factory.mktemp("plain"))
-    refined = tmp_path_factory.mktemp("refined")
-    for f in plain.iterdir():
-        shutil.copy(f, refined / f.name)
-    save_refiner(_trained(RefinerConfig(channels=8, blocks=1)), refined)
-    return UARE.from_pretrained(plain, device="cpu"), UARE.from_pretrained(refined, device="cpu")
+    return plain_and_extended(tmp_path_factory, lambda d: save_refiner(_trained(RefinerConfig(channels=8, blocks=1)), d))
 
 
 def test_from_pretrained_loads_the_folders_refiner_and_restore_runs_it(pair, astronaut):
