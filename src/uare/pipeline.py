@@ -485,8 +485,9 @@ class UARE:
             job.on_step = lambda n: progress(_tick(job, n), total)
         if analyze and max(x.shape[-2:]) > self.tiles.tile:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
-        if self._branch_for(job) is not None:
-            out = self._run_branch(x, job)
+        branch = self._branch_for(job)
+        if branch is not None:
+            out = self._run_branch(branch, x, job)
             if progress is not None:
                 progress(total, total)
         else:
@@ -546,9 +547,8 @@ class UARE:
         removed = job.removes()
         return self.branches.get(removed[0]) if len(removed) == 1 else None
 
-    def _run_branch(self, x: torch.Tensor, job: "_Job") -> torch.Tensor:
+    def _run_branch(self, branch, x: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
-        branch = self._branch_for(job)
         job.branch_used = branch.cfg.type
 
         def run(tiles: torch.Tensor) -> torch.Tensor:
@@ -642,8 +642,9 @@ class UARE:
     def _restore_tiles(self, tiles: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(N, 3, h, w) in [0, 1], h and w multiples of the grid -> restored (N, 3, h, w)."""
         restored, cond = self._restored_latents(tiles, job)
-        if self._branch_for(job) is not None:   # analyse-then-restore of one canvas: the analysis decides now
-            return self._run_branch(tiles, job)
+        branch = self._branch_for(job)
+        if branch is not None:   # analyse-then-restore of one canvas: the analysis decides now
+            return self._run_branch(branch, tiles, job)
         removed = job.removes()
         refine = job.refine and self.refiner.cfg.applies(removed, job.analyze)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
