@@ -2,18 +2,22 @@
 
     python scripts/train_branch.py --type jpeg --data ../shared/data/train -o runs/branch-jpeg \
         [--steps 18000] [--minutes 60] [--model weights/uare-tiny]
+    python scripts/train_branch.py --type noise --camera 0.6 -o runs/branch-noise
 
 Every step draws fresh pairs: random crops of --source px from the training photos (every
 tenth photo held out), each degraded by `uare degrade`'s own `single:TYPE` preset at a
 severity drawn from its seed (JPEG: quality 95-10, as the dev targets are made), and a
 --crop px window of both cut at a multiple of 16 px (JPEG's grid stays where the codec put
-it). MSE (the PSNR the targets are measured in), Adam with a cosine decay over --steps;
+it). With --camera, that share of the noise pairs is a camera's noise instead
+(uare.degradations.camera.isp_noise: noise in the raw mosaic, through the camera's
+processing and JPEG; the paper's noise preset is white), the clean side being the same trip
+without noise. MSE (the PSNR the targets are measured in), Adam with a cosine decay over --steps;
 --minutes stops early. OUT/train holds the state (safetensors) every --save-minutes and at
 the end, and a rerun resumes it.
 
-OUT/branches.safetensors: --model's branches with this one added (or replaced), ready to
-copy into the model folder; OUT/val.md: PSNR-Y on fixed held-out crops, input / branch,
-by severity quarter.
+OUT/branches.safetensors: --model's branches with this one added (or replaced), in float16,
+ready to copy into the model folder; OUT/val.md: PSNR-Y on fixed held-out crops, input / branch,
+by severity quarter (and by source, with --camera).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from uare.degradations.camera import ISP_SHOT, isp_noise
 from uare.degradations.presets import SINGLE_TYPES, degrade
 from uare.imageio import atomic_write, list_images, load_image, write_text
 from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches
@@ -54,20 +59,29 @@ def load_photos(folder: str, source: int) -> tuple[list[np.ndarray], list[np.nda
 
 
 def draw_pairs(photos: list[np.ndarray], kind: str, n: int, source: int, crop: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """n (clean, degraded) crops, (n, 3, crop, crop) in [0, 1], and their severities."""
-    clean, lq, sev = [], [], []
+               rng: np.random.Generator, camera: float = 0.0
+               ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[str]]:
+    """n (clean, degraded) crops, (n, 3, crop, crop) in [0, 1], their severities and
+    sources ("preset", or "camera": a share `camera` of them, noise only)."""
+    clean, lq, sev, src = [], [], [], []
     for _ in range(n):
         a = photos[rng.integers(len(photos))]
         y0, x0 = rng.integers(a.shape[0] - source + 1), rng.integers(a.shape[1] - source + 1)
         hq = np.ascontiguousarray(a[y0:y0 + source, x0:x0 + source])
-        out, record = degrade(hq, f"single:{kind}", seed=int(rng.integers(1 << 30)))
+        if camera and rng.random() < camera:
+            hq, out, drawn = isp_noise(hq, rng)
+            lo, hi = np.log(ISP_SHOT)
+            sev.append(float((np.log(drawn["shot"]) - lo) / (hi - lo)))
+            src.append("camera")
+        else:
+            out, record = degrade(hq, f"single:{kind}", seed=int(rng.integers(1 << 30)))
+            sev.append(float(record["severity"][kind]))
+            src.append("preset")
         dy, dx = (int(rng.integers((source - crop) // ALIGN + 1)) * ALIGN for _ in range(2))
         clean.append(hq[dy:dy + crop, dx:dx + crop])
         lq.append(np.asarray(out)[dy:dy + crop, dx:dx + crop])
-        sev.append(float(record["severity"][kind]))
     as_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
-    return as_t(clean), as_t(lq), sev
+    return as_t(clean), as_t(lq), sev, src
 
 
 def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,15 +93,19 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def val_table(branch: Branch, val) -> str:
-    clean, lq, sev = val
+    clean, lq, sev, src = val
     out = torch.cat([branch(x) for x in lq.split(64)])
     p_in, p_out = psnr_y(lq, clean), psnr_y(out, clean)
     quarter = (torch.tensor(sev) * 4).long().clamp(0, 3)
     lines = ["| severity | crops | input | branch | above input |", "|---|---|---|---|---|"]
-    for q in (0, 1, 2, 3, None):
-        sel = torch.ones_like(quarter, dtype=torch.bool) if q is None else quarter == q
+    rows = [(f"{q / 4:.2f}-{(q + 1) / 4:.2f}", quarter == q) for q in range(4)]
+    if len(set(src)) > 1:
+        for name in sorted(set(src)):
+            is_src = torch.tensor([s == name for s in src])
+            rows += [(f"{name} {q / 4:.2f}-{(q + 1) / 4:.2f}", is_src & (quarter == q)) for q in range(4)]
+            rows.append((f"{name} all", is_src))
+    for name, sel in rows + [("all", torch.ones_like(quarter, dtype=torch.bool))]:
         if sel.any():
-            name = "all" if q is None else f"{q / 4:.2f}-{(q + 1) / 4:.2f}"
             lines.append(f"| {name} | {int(sel.sum())} | {p_in[sel].mean():.3f} | {p_out[sel].mean():.3f} | "
                          f"{int((p_out[sel] > p_in[sel]).sum())} |")
     return "\n".join(lines) + "\n"
@@ -123,7 +141,7 @@ def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
     while step < args.steps and time.time() - start < args.minutes * 60:
         for group in opt.param_groups:   # cosine to 2% over the steps
             group["lr"] = args.lr * (0.02 + 0.49 * (1 + math.cos(math.pi * step / args.steps)))
-        clean, lq, _ = draw_pairs(photos, args.type, args.batch, args.source, args.crop, rng)
+        clean, lq, _, _ = draw_pairs(photos, args.type, args.batch, args.source, args.crop, rng, args.camera)
         loss = F.mse_loss(branch(lq), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,6 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=64, help="training window, px (a multiple of 16)")
     ap.add_argument("--source", type=int, default=64,
                     help="px of the crop degraded (>= --crop: raindrops want their surroundings)")
+    ap.add_argument("--camera", type=float, default=0.0,
+                    help="share of the pairs with a camera's noise instead of the preset's (noise only)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--channels", type=int, default=BranchConfig.channels)
     ap.add_argument("--layers", type=int, default=BranchConfig.layers)
@@ -161,19 +181,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.camera and args.type != "noise":
+        raise SystemExit("--camera is camera noise: only for --type noise")
+    if not 0 <= args.camera <= 1:
+        raise SystemExit(f"--camera is a share in [0, 1], got {args.camera}")
     if args.crop % ALIGN or args.source < args.crop:
         raise SystemExit(f"--crop must be a multiple of {ALIGN} and --source at least --crop")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     train_photos, val_photos = load_photos(args.data, args.source)
     branch = train(args, train_photos, out / "train")
-    val = draw_pairs(val_photos, args.type, VAL_CROPS, args.source, args.crop, np.random.default_rng(12345))
+    val = draw_pairs(val_photos, args.type, VAL_CROPS, args.source, args.crop, np.random.default_rng(12345),
+                     args.camera)
     table = val_table(branch, val)
     write_text(out / "val.md", f"# {args.type} branch, held-out crops (PSNR-Y)\n\n{table}")
     print(table)
     branches = load_branches(args.model) if args.model else {}
     branches[args.type] = branch
-    save_branches(branches, out)
+    save_branches(branches, out, dtype=torch.float16)   # the shipped copy; OUT/train keeps float32
     print(f"wrote {out / FILENAME} ({', '.join(sorted(branches))}); copy it into the model folder to use it",
           file=sys.stderr)
     return 0

@@ -50,6 +50,19 @@ def test_branches_round_trip_in_one_file_and_a_folder_without_has_none(tmp_path)
     assert load_branches(tmp_path / "nowhere") == {}
 
 
+def test_branches_stored_in_half_precision_load_as_float32_and_restore_alike(tmp_path):
+    b = _branch("noise", channels=16, layers=4)
+    full = save_branches({"noise": b}, tmp_path / "full")
+    half = save_branches({"noise": b}, tmp_path / "half", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    back = load_branches(tmp_path / "half")["noise"]
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        diff = (back(x) - b(x)).abs().max().item()
+    assert 0 < diff < 1e-3   # rounded weights: changed, by far less than a grey level (1/255)
+
+
 def test_a_broken_branch_file_is_named(tmp_path):
     (tmp_path / FILENAME).write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match=FILENAME):
@@ -103,6 +116,22 @@ def test_dejpeg_is_the_branchs_output_and_nothing_is_sampled(pair, astronaut, mo
     assert ticks and ticks[-1][0] == ticks[-1][1]   # a progress bar still ends full
     with pytest.raises(ValueError, match="has no pixel branches"):
         plain.restore(img, task="dejpeg", branch=True)
+
+
+def test_a_denoise_branch_output_is_not_shrunk_by_the_samplers_noise_share(pair, astronaut, monkeypatch):
+    _, branched = pair
+    cfg = pipeline.replace(branched.config, branch=["denoise"], mix={"denoise": "auto"})
+    pipe = UARE(branched.model, cfg, None, {"noise": _branch("noise", 3)})
+    img = _photo(astronaut, 40, 56)
+    sampled = pipe.restore(img, task="denoise", branch=False)
+    assert sampled.branch is None and sampled.mix < 1.0   # the share rule, for the sampler
+    _no_sampling(pipe, monkeypatch)
+    r = pipe.restore(img, task="denoise")
+    assert r.branch == "noise" and r.mix == 1.0
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = pipe.branches["noise"](x).clamp(0, 1)[0]
+    assert np.array_equal(np.asarray(r.image), (y.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
 
 
 def test_restorations_that_remove_other_or_more_types_are_sampled(pair, astronaut):

@@ -1,13 +1,14 @@
 """uare.degradations.camera: noise added to the Bayer mosaic before demosaicking comes out
 correlated, so a finest-scale estimator (uare.fidelity.noise_sigma) reads it low, as it
-reads real camera noise (CC15)."""
+reads real camera noise (CC15); isp_noise's trip through a camera's processing keeps the
+clean image, and its noise grows with the shot factor and is correlated across the colours."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from uare.degradations.camera import bayer_masks, camera_noise, demosaic
+from uare.degradations.camera import bayer_masks, camera_noise, demosaic, isp_noise
 from uare.fidelity import noise_sigma
 
 
@@ -43,3 +44,32 @@ def test_the_noise_is_correlated_and_reads_low_to_a_finest_scale_estimate(astron
     assert lag1 > (0.6 if smooth else 0.3)   # white noise: ~0
     est = noise_sigma(torch.from_numpy(luma(noisy) / 255.0)[None].float()) * 255
     assert n.std() > (4.0 if smooth else 2.0) * est   # white noise: 1.0
+
+
+def test_isp_noise_is_seeded_and_its_clean_trip_keeps_the_image(astronaut):
+    crop = np.ascontiguousarray(astronaut[100:228, 100:228])
+    clean, noisy, params = isp_noise(crop, np.random.default_rng(5))
+    again = isp_noise(crop, np.random.default_rng(5))
+    assert np.array_equal(noisy, again[1]) and np.array_equal(clean, again[0]) and params == again[2]
+    assert clean.shape == noisy.shape == crop.shape and noisy.dtype == clean.dtype == np.uint8
+    # unprocessing and processing cancel; what is left is the demosaicking's softening and
+    # the clipping of colours outside the drawn camera's range (measured: 6.7 grey levels)
+    assert np.abs(clean.astype(int) - crop).mean() < 8
+    assert not np.array_equal(clean, noisy)
+    with pytest.raises(ValueError, match="uint8"):
+        isp_noise(crop[..., 0], np.random.default_rng(0))
+
+
+def test_isp_noise_grows_with_the_shot_factor_and_is_correlated_across_colours():
+    flat = np.full((96, 96, 3), 120, np.uint8)
+    stds, corr = [], []
+    for shot in (1e-4, 1e-3, 1e-2):
+        clean, noisy, p = isp_noise(flat, np.random.default_rng(1), shot=shot)
+        n = noisy.astype(np.float64) - clean
+        stds.append(n.std())
+        corr.append(np.corrcoef(n[..., 0].ravel(), n[..., 2].ravel())[0, 1])
+    assert stds[0] < stds[1] < stds[2] and stds[2] > 5
+    # the colour matrix mixes the channels' noise; white noise drawn apart has none
+    assert abs(corr[2]) > 0.1
+    qualities = [isp_noise(flat, np.random.default_rng(s))[2]["jpeg"] for s in range(20)]
+    assert any(q is None for q in qualities) and any(q is not None and 75 <= q <= 98 for q in qualities)

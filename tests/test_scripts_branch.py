@@ -45,6 +45,20 @@ def test_a_noise_branch_learns_to_beat_its_input_on_held_out_crops(script, tmp_p
     assert after > before + 0.5, (before, after)   # measured: 25.69 -> 26.99
 
 
+def test_camera_noise_pairs_are_a_share_of_the_noise_pairs_and_reported_apart(script, tmp_path, astronaut):
+    out = tmp_path / "run"
+    args = ["--type", "noise", "--data", str(photos(tmp_path, astronaut)), "-o", str(out), "--model", "",
+            "--steps", "2", "--crop", "32", "--source", "32", "--channels", "8", "--layers", "3",
+            "--threads", "1", "--camera", "0.5"]
+    assert script.main(args) == 0
+    cam, preset = val_row(out, "camera all"), val_row(out, "preset all")
+    assert cam[0] != preset[0]
+    with pytest.raises(SystemExit, match="only for --type noise"):
+        script.main(["--type", "jpeg"] + args[2:])
+    with pytest.raises(SystemExit, match="share"):
+        script.main(args[:-1] + ["1.5"])
+
+
 def test_resume_and_the_model_folders_other_branches_are_kept(script, tmp_path, astronaut):
     model = tmp_path / "model"
     model.mkdir()

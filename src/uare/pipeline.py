@@ -497,8 +497,9 @@ class UARE:
             types = mentioned_types(job.text or "")
         if self._color_fix(task, types) if color_fix is None else color_fix:
             out = apply_color_fix(out, x, self.config.color_fix_sigma)
-        if mix == "auto":   # the noise-adaptive share is for noise alone (uare.fidelity)
-            mix = auto_mix(out, x) if task == "denoise" else 1.0
+        if mix == "auto":   # the noise-adaptive share is for the sampler's noise alone (uare.fidelity);
+            # a branch was trained for the PSNR of its whole output
+            mix = auto_mix(out, x) if task == "denoise" and job.branch_used is None else 1.0
         if mix != 1.0:
             out = torch.lerp(x, out, mix)
         image_out = Image.fromarray((out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
