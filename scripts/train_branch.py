@@ -120,7 +120,10 @@ def save_state(folder: Path, branch: Branch, opt, step: int, seconds: float) -> 
 
 
 def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
-    cfg = BranchConfig(args.type, channels=args.channels, layers=args.layers)
+    try:
+        cfg = BranchConfig(args.type, channels=args.channels, layers=args.layers, residual=args.residual)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     torch.manual_seed(args.seed)
     branch = Branch(cfg)
     opt = torch.optim.Adam(branch.parameters(), lr=args.lr)
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--channels", type=int, default=BranchConfig.channels)
     ap.add_argument("--layers", type=int, default=BranchConfig.layers)
+    ap.add_argument("--residual", action="store_true",
+                    help="ResNet blocks (uare.model.branch): learns several times faster than the plain stack")
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)

@@ -50,6 +50,24 @@ def test_branches_round_trip_in_one_file_and_a_folder_without_has_none(tmp_path)
     assert load_branches(tmp_path / "nowhere") == {}
 
 
+def test_a_residual_branch_starts_as_the_identity_and_round_trips(tmp_path):
+    b = _branch("noise", layers=6, residual=True)
+    x = torch.rand(2, 3, 15, 22)
+    with torch.no_grad():
+        assert torch.equal(b(x), x)      # zero last layer
+        for conv in b.convs:
+            conv.weight.add_(0.05 * torch.randn_like(conv.weight))
+        y = b(x)
+    assert not torch.equal(y, x)
+    save_branches({"noise": b, "jpeg": _branch()}, tmp_path)
+    back = load_branches(tmp_path)
+    assert back["noise"].cfg.residual and not back["jpeg"].cfg.residual
+    with torch.no_grad():
+        assert torch.equal(back["noise"](x), y)
+    with pytest.raises(ValueError, match="even number of layers"):
+        BranchConfig("noise", layers=5, residual=True)
+
+
 def test_branches_stored_in_half_precision_load_as_float32_and_restore_alike(tmp_path):
     b = _branch("noise", channels=16, layers=4)
     full = save_branches({"noise": b}, tmp_path / "full")

@@ -48,15 +48,18 @@ def test_a_noise_branch_learns_to_beat_its_input_on_held_out_crops(script, tmp_p
 def test_camera_noise_pairs_are_a_share_of_the_noise_pairs_and_reported_apart(script, tmp_path, astronaut):
     out = tmp_path / "run"
     args = ["--type", "noise", "--data", str(photos(tmp_path, astronaut)), "-o", str(out), "--model", "",
-            "--steps", "2", "--crop", "32", "--source", "32", "--channels", "8", "--layers", "3",
-            "--threads", "1", "--camera", "0.5"]
+            "--steps", "2", "--crop", "32", "--source", "32", "--channels", "8", "--layers", "4",
+            "--threads", "1", "--camera", "0.5", "--residual"]
     assert script.main(args) == 0
+    assert load_branches(out)["noise"].cfg.residual
     cam, preset = val_row(out, "camera all"), val_row(out, "preset all")
     assert cam[0] != preset[0]
     with pytest.raises(SystemExit, match="only for --type noise"):
         script.main(["--type", "jpeg"] + args[2:])
     with pytest.raises(SystemExit, match="share"):
-        script.main(args[:-1] + ["1.5"])
+        script.main(args[:-2] + ["1.5"])
+    with pytest.raises(SystemExit, match="even number of layers"):
+        script.main([a if a != "4" else "5" for a in args])
 
 
 def test_resume_and_the_model_folders_other_branches_are_kept(script, tmp_path, astronaut):

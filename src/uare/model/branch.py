@@ -11,7 +11,12 @@ analysis is, when asked for, and it decides). A folder without `branches.safeten
 Bagel's or FLUX's, restores as before.
 
 The network: pixel-unshuffle by `scale` (4x fewer positions, twice the receptive field),
-`layers` 3x3 convolutions with ReLUs between, pixel-shuffle back, added to the input.
+`layers` 3x3 convolutions with ReLUs between, pixel-shuffle back, added to the input. With
+`residual`, the convolutions between the first and the last go in pairs, each pair adding
+its output to what it read (ResNet blocks), started with He init and a zero last layer:
+a plain stack of ten under PyTorch's default init passes almost nothing to its first
+layers, and learnt white noise at sigma 15 by 0.5 dB in 300 steps where the residual one
+learnt 3.0 (session 25); the same parameters, the same file layout.
 """
 from __future__ import annotations
 
@@ -37,10 +42,13 @@ class BranchConfig:
     channels: int = 48
     layers: int = 10          # 3x3 convolutions, the first and the last included
     scale: int = 2
+    residual: bool = False    # pairs of convolutions with skips (layers even, >= 4)
 
     def __post_init__(self):
         if self.channels < 1 or self.layers < 2 or self.scale < 1:
             raise ValueError(f"branch config: channels >= 1, layers >= 2 and scale >= 1 required, got {self}")
+        if self.residual and (self.layers < 4 or self.layers % 2):
+            raise ValueError(f"branch config: a residual branch needs an even number of layers >= 4, got {self}")
 
 
 class Branch(nn.Module):
@@ -50,6 +58,14 @@ class Branch(nn.Module):
         s2, ch = cfg.scale * cfg.scale, cfg.channels
         sizes = [3 * s2] + [ch] * (cfg.layers - 1) + [3 * s2]
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes, sizes[1:]))
+        if cfg.residual:
+            for conv in self.convs[:-1]:
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+            for conv in self.convs[2:-1:2]:   # each block's second: the sum starts near its input
+                conv.weight.data.mul_(0.1)
+            nn.init.zeros_(self.convs[-1].weight)
+            nn.init.zeros_(self.convs[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> the same, restored (not clamped). Any H, W: sides that
@@ -58,8 +74,14 @@ class Branch(nn.Module):
         ph, pw = -h % s, -w % s
         y = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
         z = F.pixel_unshuffle(y * 2 - 1, s)
-        for i, conv in enumerate(self.convs):
-            z = conv(F.relu(z) if i else z)
+        if self.cfg.residual:
+            z = self.convs[0](z)
+            for a, b in zip(self.convs[1:-1:2], self.convs[2:-1:2]):
+                z = z + b(F.relu(a(z)))
+            z = self.convs[-1](F.relu(z))
+        else:
+            for i, conv in enumerate(self.convs):
+                z = conv(F.relu(z) if i else z)
         return x + F.pixel_shuffle(z, s)[..., :h, :w] * 0.5
 
 
