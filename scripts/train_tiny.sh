@@ -2,7 +2,7 @@
 # The whole uare-tiny recipe, end to end and resumable: kill it at any point and run it
 # again; every step skips what is finished and goes on from its newest checkpoint.
 #
-#   scripts/train_tiny.sh            # data, autoencoder, tokenizer, init, stage 1 x3, stage 2, refiner, JPEG branch
+#   scripts/train_tiny.sh            # data, autoencoder, tokenizer, init, stage 1 x3, stage 2, refiner, JPEG / raindrop / noise branches
 #   scripts/train_tiny.sh --package  # then copy the stage-2 export to weights/uare-tiny
 #
 # This is part 1 of the shipped model's recipe (CPU). Part 2 (GPU stage-2 continuation,
@@ -68,14 +68,25 @@ if [ ! -f runs/tiny/refiner-ft/model/refiner.safetensors ]; then
   mv runs/tiny/stage2-unified/final/refiner.safetensors.tmp runs/tiny/stage2-unified/final/refiner.safetensors
 fi
 
+# the branches learn from the photos alone, not from the model: no reason to redo them
+# after a new export (model card, sessions 24-25); each run's file keeps the earlier ones'
 if [ ! -f runs/tiny/branch-jpeg/branches.safetensors ]; then
-  # the JPEG branch learns from the photos alone, not from the model: no reason to redo it
-  # after a new export (model card, session 24)
   log "JPEG branch: scripts/train_branch.py"
   $RUN scripts/train_branch.py --type jpeg --data "$DATA" -o runs/tiny/branch-jpeg --model '' \
     --steps "${BRANCH_STEPS:-20000}" --threads "$OMP_NUM_THREADS"
 fi
-cp runs/tiny/branch-jpeg/branches.safetensors runs/tiny/stage2-unified/final/branches.safetensors.tmp
+if [ ! -f runs/tiny/branch-raindrop/branches.safetensors ]; then
+  log "raindrop branch: scripts/train_branch.py"
+  $RUN scripts/train_branch.py --type raindrop --source 128 --data "$DATA" -o runs/tiny/branch-raindrop \
+    --model runs/tiny/branch-jpeg --steps "${RAINDROP_STEPS:-3600}" --threads "$OMP_NUM_THREADS"
+fi
+if [ ! -f runs/tiny/branch-noise/branches.safetensors ]; then
+  log "noise branch: scripts/train_branch.py"
+  $RUN scripts/train_branch.py --type noise --camera 0.7 --residual --data "$DATA" -o runs/tiny/branch-noise \
+    --model runs/tiny/branch-raindrop --steps "${NOISE_STEPS:-12000}" --minutes "${NOISE_MINUTES:-56}" \
+    --threads "$OMP_NUM_THREADS"
+fi
+cp runs/tiny/branch-noise/branches.safetensors runs/tiny/stage2-unified/final/branches.safetensors.tmp
 mv runs/tiny/stage2-unified/final/branches.safetensors.tmp runs/tiny/stage2-unified/final/branches.safetensors
 
 if [ "${1:-}" = "--package" ]; then
