@@ -2,7 +2,7 @@
 
     python scripts/train_branch.py --type jpeg --data ../shared/data/train -o runs/branch-jpeg \
         [--steps 18000] [--minutes 60] [--model weights/uare-tiny]
-    python scripts/train_branch.py --type noise --camera 0.6 -o runs/branch-noise
+    python scripts/train_branch.py --type noise --camera 0.7 --residual -o runs/branch-noise
 
 Every step draws fresh pairs: random crops of --source px from the training photos (every
 tenth photo held out), each degraded by `uare degrade`'s own `single:TYPE` preset at a
