@@ -110,6 +110,7 @@ LUMA_SMOOTH, CHROMA_SMOOTH = (0.0, 0.8), (0.0, 2.5)
 JPEG_SHARE, JPEG_QUALITY = 0.6, (75.0, 98.0)
 # BT.601 RGB <-> YCbCr (no offsets: only differences are filtered)
 _YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_RGB = torch.linalg.inv(_YCC)
 
 
 def _color_matrix(rng: np.random.Generator) -> torch.Tensor:
@@ -122,7 +123,7 @@ def _smooth_noise(d: torch.Tensor, luma: float, chroma: float) -> torch.Tensor:
     """(3, h, w) sRGB noise -> the same after smoothing its luma and chroma apart."""
     ycc = torch.einsum("ij,jhw->ihw", _YCC, d)
     ycc = torch.cat([_blur(ycc[:1], luma), _blur(ycc[1:], chroma)])
-    return torch.einsum("ij,jhw->ihw", torch.linalg.inv(_YCC), ycc)
+    return torch.einsum("ij,jhw->ihw", _RGB, ycc)
 
 
 def isp_noise(image: np.ndarray, rng: np.random.Generator, shot: Optional[float] = None
