@@ -3,6 +3,8 @@
     python scripts/train_branch.py --type jpeg --data ../shared/data/train -o runs/branch-jpeg \
         [--steps 18000] [--minutes 60] [--model weights/uare-tiny]
     python scripts/train_branch.py --type noise --camera 0.7 --residual -o runs/branch-noise
+    python scripts/train_branch.py --type noise --init weights/uare-tiny --loss relative \
+        --clean 0.05 --camera 0.7 --lr 3e-4 -o runs/branch-noise-2
 
 Every step draws fresh pairs: random crops of --source px from the training photos (every
 tenth photo held out), each degraded by `uare degrade`'s own `single:TYPE` preset at a
@@ -11,8 +13,12 @@ severity drawn from its seed (JPEG: quality 95-10, as the dev targets are made),
 it). With --camera, that share of the noise pairs is a camera's noise instead
 (uare.degradations.camera.isp_noise: noise in the raw mosaic, through the camera's
 processing and JPEG; the paper's noise preset is white), the clean side being the same trip
-without noise. MSE (the PSNR the targets are measured in), Adam with a cosine decay over --steps;
---minutes stops early. OUT/train holds the state (safetensors) every --save-minutes and at
+without noise; --clean leaves that share of the pairs undegraded (a branch asked to restore a
+clean photo should leave it alone). MSE (the PSNR the targets are measured in), or with
+--loss relative each crop's MSE over its input's (plus one grey level squared): plain MSE is
+ruled by the heaviest crops, so a branch learns to damage nearly clean ones a little, while
+the dev targets average PSNR, a log, over images. Adam with a cosine decay over --steps;
+--minutes stops early. --init starts from a model folder's branch of --type (its shape). OUT/train holds the state (safetensors) every --save-minutes and at
 the end, and a rerun resumes it.
 
 OUT/branches.safetensors: --model's branches with this one added (or replaced), in float16,
@@ -59,16 +65,21 @@ def load_photos(folder: str, source: int) -> tuple[list[np.ndarray], list[np.nda
 
 
 def draw_pairs(photos: list[np.ndarray], kind: str, n: int, source: int, crop: int,
-               rng: np.random.Generator, camera: float = 0.0
+               rng: np.random.Generator, camera: float = 0.0, keep: float = 0.0
                ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[str]]:
     """n (clean, degraded) crops, (n, 3, crop, crop) in [0, 1], their severities and
-    sources ("preset", or "camera": a share `camera` of them, noise only)."""
+    sources ("preset"; "camera": a share `camera` of the rest, noise only; "clean": a share
+    `keep` left undegraded, severity 0)."""
     clean, lq, sev, src = [], [], [], []
     for _ in range(n):
         a = photos[rng.integers(len(photos))]
         y0, x0 = rng.integers(a.shape[0] - source + 1), rng.integers(a.shape[1] - source + 1)
         hq = np.ascontiguousarray(a[y0:y0 + source, x0:x0 + source])
-        if camera and rng.random() < camera:
+        if keep and rng.random() < keep:
+            out = hq
+            sev.append(0.0)
+            src.append("clean")
+        elif camera and rng.random() < camera:
             hq, out, drawn = isp_noise(hq, rng)
             lo, hi = np.log(ISP_SHOT)
             sev.append(float((np.log(drawn["shot"]) - lo) / (hi - lo)))
@@ -95,7 +106,7 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def val_table(branch: Branch, val) -> str:
     clean, lq, sev, src = val
     out = torch.cat([branch(x) for x in lq.split(64)])
-    p_in, p_out = psnr_y(lq, clean), psnr_y(out, clean)
+    p_in, p_out = psnr_y(lq, clean).clamp_max(100.0), psnr_y(out, clean).clamp_max(100.0)
     quarter = (torch.tensor(sev) * 4).long().clamp(0, 3)
     lines = ["| severity | crops | input | branch | above input |", "|---|---|---|---|---|"]
     rows = [(f"{q / 4:.2f}-{(q + 1) / 4:.2f}", quarter == q) for q in range(4)]
@@ -119,6 +130,13 @@ def save_state(folder: Path, branch: Branch, opt, step: int, seconds: float) -> 
     write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds, "groups": groups}) + "\n")
 
 
+def relative_mse(out: torch.Tensor, clean: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """Mean over crops of MSE(out) / (MSE(input) + one grey level squared): each crop's share
+    of its error left, so a nearly clean crop damaged counts as much as a noisy one left."""
+    dims = (1, 2, 3)
+    return ((out - clean).pow(2).mean(dims) / ((lq - clean).pow(2).mean(dims) + 255.0 ** -2)).mean()
+
+
 def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
     try:
         cfg = BranchConfig(args.type, channels=args.channels, layers=args.layers, residual=args.residual)
@@ -126,6 +144,16 @@ def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
         raise SystemExit(str(e)) from e
     torch.manual_seed(args.seed)
     branch = Branch(cfg)
+    if args.init:
+        try:
+            start_from = load_branches(args.init).get(args.type)
+        except ValueError as e:
+            raise SystemExit(str(e)) from e
+        if start_from is None:
+            raise SystemExit(f"--init {args.init}: has no {args.type} branch")
+        cfg = start_from.cfg
+        branch = Branch(cfg)
+        branch.load_state_dict({k: v.float() for k, v in start_from.state_dict().items()})
     opt = torch.optim.Adam(branch.parameters(), lr=args.lr)
     step, spent = 0, 0.0
     if (folder / "state.json").exists():   # resume
@@ -142,10 +170,16 @@ def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
     start, last_save = time.time() - spent, time.time()
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.type} branch", file=sys.stderr, dynamic_ncols=True)
     while step < args.steps and time.time() - start < args.minutes * 60:
-        for group in opt.param_groups:   # cosine to 2% over the steps
-            group["lr"] = args.lr * (0.02 + 0.49 * (1 + math.cos(math.pi * step / args.steps)))
-        clean, lq, _, _ = draw_pairs(photos, args.type, args.batch, args.source, args.crop, rng, args.camera)
-        loss = F.mse_loss(branch(lq), clean)
+        # cosine to 2% over the steps; from --init, a 200-step warm-up first: Adam's first
+        # steps move every weight by about the lr whatever its gradient, which a trained
+        # branch does not need
+        warm = min(1.0, (step + 1) / 200) if args.init else 1.0
+        for group in opt.param_groups:
+            group["lr"] = warm * args.lr * (0.02 + 0.49 * (1 + math.cos(math.pi * step / args.steps)))
+        clean, lq, _, _ = draw_pairs(photos, args.type, args.batch, args.source, args.crop, rng, args.camera,
+                                     args.clean)
+        out = branch(lq)
+        loss = relative_mse(out, clean, lq) if args.loss == "relative" else F.mse_loss(out, clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -177,6 +211,12 @@ def main(argv=None) -> int:
                     help="px of the crop degraded (>= --crop: raindrops want their surroundings)")
     ap.add_argument("--camera", type=float, default=0.0,
                     help="share of the pairs with a camera's noise instead of the preset's (noise only)")
+    ap.add_argument("--clean", type=float, default=0.0, help="share of the pairs left undegraded")
+    ap.add_argument("--loss", choices=["mse", "relative"], default="mse",
+                    help="relative: each crop's MSE over its input's (see above)")
+    ap.add_argument("--init", default="",
+                    help="model or run folder whose --type branch training starts from (its shape: "
+                         "--channels, --layers and --residual are not used)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--channels", type=int, default=BranchConfig.channels)
     ap.add_argument("--layers", type=int, default=BranchConfig.layers)
@@ -188,8 +228,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.camera and args.type != "noise":
         raise SystemExit("--camera is camera noise: only for --type noise")
-    if not 0 <= args.camera <= 1:
-        raise SystemExit(f"--camera is a share in [0, 1], got {args.camera}")
+    for flag in ("camera", "clean"):
+        if not 0 <= getattr(args, flag) <= 1:
+            raise SystemExit(f"--{flag} is a share in [0, 1], got {getattr(args, flag)}")
     if args.crop % ALIGN or args.source < args.crop:
         raise SystemExit(f"--crop must be a multiple of {ALIGN} and --source at least --crop")
     torch.set_num_threads(args.threads)
@@ -197,7 +238,7 @@ def main(argv=None) -> int:
     train_photos, val_photos = load_photos(args.data, args.source)
     branch = train(args, train_photos, out / "train")
     val = draw_pairs(val_photos, args.type, VAL_CROPS, args.source, args.crop, np.random.default_rng(12345),
-                     args.camera)
+                     args.camera, args.clean)
     table = val_table(branch, val)
     write_text(out / "val.md", f"# {args.type} branch, held-out crops (PSNR-Y)\n\n{table}")
     print(table)

@@ -73,3 +73,22 @@ def test_isp_noise_grows_with_the_shot_factor_and_is_correlated_across_colours()
     assert abs(corr[2]) > 0.1
     qualities = [isp_noise(flat, np.random.default_rng(s))[2]["jpeg"] for s in range(20)]
     assert any(q is None for q in qualities) and any(q is not None and 75 <= q <= 98 for q in qualities)
+
+
+def test_isp_noise_starts_the_image_anywhere_on_the_colour_pattern():
+    """A crop of a photo starts on any site of the sensor's 2x2 pattern (and of the JPEG's
+    grid): the phase is drawn, and the red samples' own sites, noisier than the sites where
+    red is interpolated, move with it."""
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    phases = {tuple(isp_noise(flat, np.random.default_rng(s))[2]["phase"]) for s in range(20)}
+    assert len(phases) > 8 and all(0 <= a < 8 and 0 <= b < 8 for a, b in phases)
+    for phase in ((0, 0), (0, 1), (1, 0), (3, 2)):
+        var = np.zeros((2, 2))
+        for s in range(20):
+            clean, noisy, p = isp_noise(flat, np.random.default_rng(s), shot=4e-3, phase=phase)
+            assert clean.shape == noisy.shape == flat.shape and p["phase"] == list(phase)
+            red = noisy[..., 0].astype(np.float64) - clean[..., 0]
+            var += [[red[i::2, j::2].var() for j in range(2)] for i in range(2)]
+        assert np.unravel_index(var.argmax(), var.shape) == (phase[0] % 2, phase[1] % 2), (phase, var)
+    with pytest.raises(ValueError, match="phase"):
+        isp_noise(flat, np.random.default_rng(0), phase=(8, 0))

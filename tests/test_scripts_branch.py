@@ -83,3 +83,38 @@ def test_resume_and_the_model_folders_other_branches_are_kept(script, tmp_path, 
         script.main(args[:-6] + ["--channels", "16", "--layers", "3", "--threads", "1", "--steps", "6"])
     with pytest.raises(SystemExit, match="multiple of 16"):
         script.main(args + ["--crop", "40"])
+
+
+def test_relative_loss_is_each_crops_error_left_over_its_inputs(script):
+    clean = torch.zeros(2, 3, 4, 4)
+    lq = clean.clone()
+    lq[0] += 0.1                                    # input MSE 0.01
+    out = clean.clone()
+    out[0] += 0.05                                  # a quarter of that left
+    out[1] += 1 / 255                               # a clean crop damaged by one grey level
+    grey = 255.0 ** -2
+    want = (0.0025 / (0.01 + grey) + grey / grey) / 2
+    assert script.relative_mse(out, clean, lq).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_init_starts_from_a_folders_branch_and_clean_pairs_teach_it_to_leave_them(script, tmp_path, astronaut):
+    model = tmp_path / "model"
+    model.mkdir()
+    torch.manual_seed(0)
+    start = Branch(BranchConfig("noise", channels=8, layers=4, residual=True))
+    torch.nn.init.normal_(start.convs[-1].weight, std=0.05)   # a branch that changes clean crops
+    save_branches({"noise": start}, model)
+    data = str(photos(tmp_path, astronaut))
+    args = ["--type", "noise", "--data", data, "--model", "", "--init", str(model), "--crop", "32",
+            "--source", "32", "--threads", "1", "--clean", "0.5", "--loss", "relative", "--lr", "3e-3"]
+    assert script.main(args + ["-o", str(tmp_path / "r0"), "--steps", "0"]) == 0
+    got = load_branches(tmp_path / "r0" / "train")["noise"]
+    assert got.cfg == start.cfg
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in got.state_dict().items())
+    assert script.main(args + ["-o", str(tmp_path / "r1"), "--steps", "60"]) == 0
+    before, after = val_row(tmp_path / "r0", "clean all")[1], val_row(tmp_path / "r1", "clean all")[1]
+    assert after > before + 3, (before, after)
+    with pytest.raises(SystemExit, match="has no noise branch"):
+        script.main(args[:6] + ["--init", str(tmp_path / "photos"), "-o", str(tmp_path / "r2"), "--steps", "1"])
+    with pytest.raises(SystemExit, match="share"):
+        script.main(args + ["-o", str(tmp_path / "r3"), "--clean", "1.5"])
