@@ -86,7 +86,21 @@ if [ ! -f runs/tiny/branch-noise/branches.safetensors ]; then
     --model runs/tiny/branch-raindrop --steps "${NOISE_STEPS:-12000}" --minutes "${NOISE_MINUTES:-56}" \
     --threads "$OMP_NUM_THREADS"
 fi
-cp runs/tiny/branch-noise/branches.safetensors runs/tiny/stage2-unified/final/branches.safetensors.tmp
+# session 26: on from there with the colour pattern's phase drawn (session 25's run had one
+# phase: the first run above draws them too now, so this step is a plain continuation)
+if [ ! -f runs/tiny/branch-noise-ft/branches.safetensors ]; then
+  log "noise branch, continued: scripts/train_branch.py --init"
+  $RUN scripts/train_branch.py --type noise --camera 0.7 --init runs/tiny/branch-noise/train --lr 5e-4 \
+    --data "$DATA" -o runs/tiny/branch-noise-ft --model runs/tiny/branch-raindrop \
+    --steps "${NOISE_FT_STEPS:-8500}" --minutes "${NOISE_FT_MINUTES:-42}" --threads "$OMP_NUM_THREADS"
+fi
+if [ ! -f runs/tiny/branch-noise-ft2/branches.safetensors ]; then
+  log "noise branch, continued at a lower lr"
+  $RUN scripts/train_branch.py --type noise --camera 0.7 --init runs/tiny/branch-noise-ft/train --lr 2e-4 \
+    --data "$DATA" -o runs/tiny/branch-noise-ft2 --model runs/tiny/branch-raindrop \
+    --steps "${NOISE_FT2_STEPS:-6000}" --minutes "${NOISE_FT2_MINUTES:-30}" --threads "$OMP_NUM_THREADS"
+fi
+cp runs/tiny/branch-noise-ft2/branches.safetensors runs/tiny/stage2-unified/final/branches.safetensors.tmp
 mv runs/tiny/stage2-unified/final/branches.safetensors.tmp runs/tiny/stage2-unified/final/branches.safetensors
 
 if [ "${1:-}" = "--package" ]; then
