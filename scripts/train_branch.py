@@ -3,8 +3,8 @@
     python scripts/train_branch.py --type jpeg --data ../shared/data/train -o runs/branch-jpeg \
         [--steps 18000] [--minutes 60] [--model weights/uare-tiny]
     python scripts/train_branch.py --type noise --camera 0.7 --residual -o runs/branch-noise
-    python scripts/train_branch.py --type noise --init weights/uare-tiny --loss relative \
-        --clean 0.05 --camera 0.7 --lr 3e-4 -o runs/branch-noise-2
+    python scripts/train_branch.py --type noise --init weights/uare-tiny --camera 0.7 --lr 5e-4 \
+        -o runs/branch-noise-ft
 
 Every step draws fresh pairs: random crops of --source px from the training photos (every
 tenth photo held out), each degraded by `uare degrade`'s own `single:TYPE` preset at a
@@ -18,8 +18,9 @@ clean photo should leave it alone). MSE (the PSNR the targets are measured in), 
 --loss relative each crop's MSE over its input's (plus one grey level squared): plain MSE is
 ruled by the heaviest crops, so a branch learns to damage nearly clean ones a little, while
 the dev targets average PSNR, a log, over images. Adam with a cosine decay over --steps;
---minutes stops early. --init starts from a model folder's branch of --type (its shape). OUT/train holds the state (safetensors) every --save-minutes and at
-the end, and a rerun resumes it.
+--minutes stops early. --init starts from a model folder's branch of --type (its shape).
+OUT/train holds the state (safetensors) every --save-minutes and at the end, and a rerun
+resumes it.
 
 OUT/branches.safetensors: --model's branches with this one added (or replaced), in float16,
 ready to copy into the model folder; OUT/val.md: PSNR-Y on fixed held-out crops, input / branch,
@@ -151,9 +152,7 @@ def train(args, photos: list[np.ndarray], folder: Path) -> Branch:
             raise SystemExit(str(e)) from e
         if start_from is None:
             raise SystemExit(f"--init {args.init}: has no {args.type} branch")
-        cfg = start_from.cfg
-        branch = Branch(cfg)
-        branch.load_state_dict({k: v.float() for k, v in start_from.state_dict().items()})
+        branch, cfg = start_from.float().requires_grad_(True).train(), start_from.cfg
     opt = torch.optim.Adam(branch.parameters(), lr=args.lr)
     step, spent = 0, 0.0
     if (folder / "state.json").exists():   # resume
