@@ -70,36 +70,23 @@ fi
 
 # the branches learn from the photos alone, not from the model: no reason to redo them
 # after a new export (model card, sessions 24-25); each run's file keeps the earlier ones'
-if [ ! -f runs/tiny/branch-jpeg/branches.safetensors ]; then
-  log "JPEG branch: scripts/train_branch.py"
-  $RUN scripts/train_branch.py --type jpeg --data "$DATA" -o runs/tiny/branch-jpeg --model '' \
-    --steps "${BRANCH_STEPS:-20000}" --threads "$OMP_NUM_THREADS"
-fi
-if [ ! -f runs/tiny/branch-raindrop/branches.safetensors ]; then
-  log "raindrop branch: scripts/train_branch.py"
-  $RUN scripts/train_branch.py --type raindrop --source 128 --data "$DATA" -o runs/tiny/branch-raindrop \
-    --model runs/tiny/branch-jpeg --steps "${RAINDROP_STEPS:-3600}" --threads "$OMP_NUM_THREADS"
-fi
-if [ ! -f runs/tiny/branch-noise/branches.safetensors ]; then
-  log "noise branch: scripts/train_branch.py"
-  $RUN scripts/train_branch.py --type noise --camera 0.7 --residual --data "$DATA" -o runs/tiny/branch-noise \
-    --model runs/tiny/branch-raindrop --steps "${NOISE_STEPS:-12000}" --minutes "${NOISE_MINUTES:-56}" \
-    --threads "$OMP_NUM_THREADS"
-fi
+branch() {   # branch NAME TRAIN_BRANCH_ARGS...: runs/tiny/NAME, unless it is done
+  local out="runs/tiny/$1"; shift
+  if [ ! -f "$out/branches.safetensors" ]; then
+    log "$out: scripts/train_branch.py $*"
+    $RUN scripts/train_branch.py --data "$DATA" -o "$out" --threads "$OMP_NUM_THREADS" "$@"
+  fi
+}
+branch branch-jpeg --type jpeg --model '' --steps "${BRANCH_STEPS:-20000}"
+branch branch-raindrop --type raindrop --source 128 --model runs/tiny/branch-jpeg --steps "${RAINDROP_STEPS:-3600}"
+branch branch-noise --type noise --camera 0.7 --residual --model runs/tiny/branch-raindrop \
+  --steps "${NOISE_STEPS:-12000}" --minutes "${NOISE_MINUTES:-56}"
 # session 26: on from there with the colour pattern's phase drawn (session 25's run had one
-# phase: the first run above draws them too now, so this step is a plain continuation)
-if [ ! -f runs/tiny/branch-noise-ft/branches.safetensors ]; then
-  log "noise branch, continued: scripts/train_branch.py --init"
-  $RUN scripts/train_branch.py --type noise --camera 0.7 --init runs/tiny/branch-noise/train --lr 5e-4 \
-    --data "$DATA" -o runs/tiny/branch-noise-ft --model runs/tiny/branch-raindrop \
-    --steps "${NOISE_FT_STEPS:-8500}" --minutes "${NOISE_FT_MINUTES:-42}" --threads "$OMP_NUM_THREADS"
-fi
-if [ ! -f runs/tiny/branch-noise-ft2/branches.safetensors ]; then
-  log "noise branch, continued at a lower lr"
-  $RUN scripts/train_branch.py --type noise --camera 0.7 --init runs/tiny/branch-noise-ft/train --lr 2e-4 \
-    --data "$DATA" -o runs/tiny/branch-noise-ft2 --model runs/tiny/branch-raindrop \
-    --steps "${NOISE_FT2_STEPS:-6000}" --minutes "${NOISE_FT2_MINUTES:-30}" --threads "$OMP_NUM_THREADS"
-fi
+# phase: the first run above draws them too now, so these steps are plain continuations)
+branch branch-noise-ft --type noise --camera 0.7 --init runs/tiny/branch-noise/train --lr 5e-4 \
+  --model runs/tiny/branch-raindrop --steps "${NOISE_FT_STEPS:-8500}" --minutes "${NOISE_FT_MINUTES:-42}"
+branch branch-noise-ft2 --type noise --camera 0.7 --init runs/tiny/branch-noise-ft/train --lr 2e-4 \
+  --model runs/tiny/branch-raindrop --steps "${NOISE_FT2_STEPS:-6000}" --minutes "${NOISE_FT2_MINUTES:-30}"
 cp runs/tiny/branch-noise-ft2/branches.safetensors runs/tiny/stage2-unified/final/branches.safetensors.tmp
 mv runs/tiny/stage2-unified/final/branches.safetensors.tmp runs/tiny/stage2-unified/final/branches.safetensors
 
