@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from uare import pipeline
 from uare.cli import main
-from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches
+from uare.model.branch import FILENAME, Branch, BranchConfig, load_branches, save_branches, self_ensemble
 from uare.pipeline import UARE
 
 from test_pipeline import _photo, plain_and_extended
@@ -98,6 +98,43 @@ def test_a_broken_branch_file_is_named(tmp_path):
         load_branches(tmp_path)
 
 
+def _dihedral_mean(fn, x, group):
+    """The mean of fn over the given (rotations, flip) pairs, each undone: the ensemble
+    written out with rot90, independently of self_ensemble's flips and transposes."""
+    outs = []
+    for k, flip in group:
+        y = torch.rot90(x, k, (-2, -1))
+        y = fn(y.flip(-1) if flip else y)
+        y = y.flip(-1) if flip else y
+        outs.append(torch.rot90(y, -k, (-2, -1)))
+    return torch.stack(outs).mean(0)
+
+
+@pytest.mark.parametrize("n, group", [
+    (1, [(0, False)]),
+    (2, [(0, False), (0, True)]),
+    (4, [(0, False), (0, True), (2, False), (2, True)]),   # both flips: rot180 = the two together
+    (8, [(k, f) for k in range(4) for f in (False, True)]),
+])
+def test_self_ensemble_is_the_mean_over_the_flips_and_rotations_undone(n, group):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 5, 7)   # not square: a transposed view must come back to 5 x 7
+    # no symmetry at all: depends on the position and on the order along both axes
+    fn = lambda y: y.cumsum(-1) * 0.5 + y.cumsum(-2) ** 2 + torch.arange(y.shape[-1]) * 0.1
+    out = self_ensemble(fn, x, n)
+    assert out.shape == x.shape
+    assert torch.allclose(out, _dihedral_mean(fn, x, group), atol=1e-5)
+    if n > 1:
+        assert not torch.allclose(out, fn(x), atol=1e-3)
+    assert torch.allclose(self_ensemble(lambda y: y * 3, x, n), x * 3)   # a pointwise map is left as it is
+
+
+@pytest.mark.parametrize("bad", [0, 3, 16, "x", True, 2.5])
+def test_self_ensemble_sizes_outside_1_2_4_8_are_refused(bad):
+    with pytest.raises(ValueError, match="must be one of 1, 2, 4, 8"):
+        self_ensemble(lambda y: y, torch.zeros(1, 3, 4, 4), bad)
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The same small model without and with a JPEG branch in its folder."""
@@ -150,6 +187,35 @@ def test_a_denoise_branch_output_is_not_shrunk_by_the_samplers_noise_share(pair,
     with torch.no_grad():
         y = pipe.branches["noise"](x).clamp(0, 1)[0]
     assert np.array_equal(np.asarray(r.image), (y.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
+
+
+def test_a_branch_runs_as_a_self_ensemble_by_its_type_or_as_restore_asks(pair, astronaut, monkeypatch):
+    _, branched = pair
+    noise, jpeg = _branch("noise", 3), branched.branches["jpeg"]
+    cfg = pipeline.replace(branched.config, branch=True, branch_ensemble={"noise": 8})
+    pipe = UARE(branched.model, cfg, None, {"noise": noise, "jpeg": jpeg})
+    _no_sampling(pipe, monkeypatch)
+    img = _photo(astronaut, 40, 56)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+
+    def expected(b, n):
+        with torch.no_grad():
+            y = self_ensemble(b, x, n).clamp(0, 1)[0]
+        return (y.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8")
+
+    out = lambda **kw: np.asarray(pipe.restore(img, **kw).image)
+    assert np.array_equal(out(task="denoise"), expected(noise, 8))
+    assert not np.array_equal(expected(noise, 8), expected(noise, 1))   # the setting matters here
+    assert np.array_equal(out(task="denoise", ensemble=2), expected(noise, 2))
+    assert np.array_equal(out(task="dejpeg"), expected(jpeg, 1))        # not listed, no default: one pass
+    default = UARE(branched.model, pipeline.replace(cfg, branch_ensemble={"default": 4}), None, pipe.branches)
+    assert np.array_equal(np.asarray(default.restore(img, task="dejpeg").image), expected(jpeg, 4))
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        pipe.restore(img, task="denoise", ensemble=5)
+    for bad, why in (({"noise": 3}, r"branch_ensemble\[noise\] must be one of"), ({"nois": 8}, "unknown degradation types"),
+                     (6, "branch_ensemble must be one of")):
+        with pytest.raises(ValueError, match=why):
+            UARE(branched.model, pipeline.replace(cfg, branch_ensemble=bad), None, pipe.branches)
 
 
 def test_restorations_that_remove_other_or_more_types_are_sampled(pair, astronaut):
@@ -211,3 +277,13 @@ def test_restore_command_branch_option_and_json(pair, tmp_path, capsys, astronau
     assert main(["restore", str(src), "-o", str(tmp_path / "c.png"), "--model", str(plain.folder),
                  "--branch", "on"]) == 2
     assert "no pixel branches" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
+    assert main(["restore", str(src), "-o", str(tmp_path / "d.png"), "--task", "dejpeg", "--model",
+                 str(branched.folder), "--ensemble", "4", "--json"]) == 0
+    x = torch.from_numpy(np.asarray(Image.open(src), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = self_ensemble(branched.branches["jpeg"], x, 4).clamp(0, 1)[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")),
+                          (y.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8"))
+    assert main(["restore", str(src), "-o", str(tmp_path / "e.png"), "--model", str(branched.folder),
+                 "--ensemble", "3"]) == 2
+    assert "--ensemble must be one of 1, 2, 4, 8" in capsys.readouterr().err and not (tmp_path / "e.png").exists()

@@ -140,6 +140,10 @@ def test_assess_and_restore_round_trip(served):
     assert status == 200 and model.extra == {"types": None, "temperature": 0.0}
     status, r = _post(base + "/api/restore?task=denoise&mix=0.5&temperature=", _png(img))
     assert status == 200 and model.extra == {"types": None, "mix": 0.5}
+    status, r = _post(base + "/api/restore?task=denoise&ensemble=4&mix=", _png(img))
+    assert status == 200 and model.extra == {"types": None, "ensemble": 4}
+    status, r = _post(base + "/api/restore?task=denoise&ensemble=", _png(img))   # the page's "model"
+    assert status == 200 and model.extra == {"types": None}
 
 
 def test_compare_takes_two_images_as_json(served):
@@ -173,6 +177,8 @@ def test_bad_uploads_get_a_reason_and_the_server_goes_on(served):
     assert status == 400 and "color_fix must be auto, on or off" in e["error"]
     status, e = _post(base + "/api/restore?refine=yes", _png(np.zeros((8, 8, 3), np.uint8)))
     assert status == 400 and "refine must be auto, on or off" in e["error"]
+    status, e = _post(base + "/api/restore?ensemble=3", _png(np.zeros((8, 8, 3), np.uint8)))
+    assert status == 400 and "ensemble must be one of 1, 2, 4, 8" in e["error"]
     for bad in ("strong", "0", "1.5"):
         status, e = _post(base + f"/api/restore?strength={bad}", _png(np.zeros((8, 8, 3), np.uint8)))
         assert status == 400 and "strength must be" in e["error"]

@@ -30,7 +30,7 @@ from .data.responses import mentioned_types
 from .fidelity import auto_mix
 from .imageio import MAX_PIXELS, ImageError, ImageLike, load_image
 from .model.patches import latents_to_tokens, tokens_to_latents
-from .model.branch import FILENAME as BRANCH_FILE, load_branches
+from .model.branch import FILENAME as BRANCH_FILE, check_ensemble, load_branches, self_ensemble
 from .model.refiner import FILENAME as REFINER_FILE, load_refiner
 from .sampling import (
     LEVELS, GuidanceConfig, TextConfig, check_mix, check_strength, check_temperature, euler_sample, flow_timesteps,
@@ -42,6 +42,7 @@ TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowli
 # degradations whose removal leaves the image's tone and colour as they are: not haze and
 # low light (their restoration is the low band), nor rain streaks (a screen blend: they
 # add light, so the clean image is darker)
+BRANCH_TYPES = tuple(TASK_OF_TYPE)   # what a pixel branch can be for: one degradation type
 TONE_KEEPING_TYPES = ("downsample", "noise", "blur", "jpeg", "raindrop")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
                 "derain": "rain", "lowlight": "lowlight"}
@@ -189,6 +190,10 @@ class InferenceConfig:
     # tasks for which a restoration removing one type that has a branch is that branch's
     # output. True: every task; a list: those tasks; False: none.
     branch: Union[bool, list] = True
+    # a pixel branch's output averaged over this many flips and rotations of each tile
+    # (uare.model.branch.self_ensemble: 1, 2, 4 or 8), n times the branch's cost: a number
+    # for every branch, or {degradation type: number} with "default" for the rest
+    branch_ensemble: Union[int, dict] = 1
     # colour fix (uare.color_fix): the output gets the input's low band back (a Gaussian of
     # color_fix_sigma pixels) when every degradation being removed keeps the tone: those
     # of the task (derain: rain and raindrops), or for auto and mixed those the model named.
@@ -325,6 +330,9 @@ class UARE:
             check_temperature(v, f"inference temperature{where}")
         for where, v in _by_task(self.config.mix, "mix").items():
             check_mix(v, f"inference mix{where}")
+        for where, v in _by_key(self.config.branch_ensemble, "branch_ensemble", BRANCH_TYPES,
+                                "degradation types").items():
+            check_ensemble(v, f"inference branch_ensemble{where}")
         for name in ("color_fix", "residual_decode", "refine", "branch"):
             value = getattr(self.config, name)
             if isinstance(value, (list, tuple)) and set(value) - set(TASKS):
@@ -436,7 +444,7 @@ class UARE:
                 color_fix: Optional[bool] = None, types: Optional[Sequence[str]] = None,
                 strength: Optional[float] = None, temperature: Optional[float] = None,
                 mix: Union[float, str, None] = None, refine: Optional[bool] = None,
-                branch: Optional[bool] = None) -> Restoration:
+                branch: Optional[bool] = None, ensemble: Optional[int] = None) -> Restoration:
         """Restore (or enhance) an image; the output has the input's size (4x for sr).
 
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
@@ -463,9 +471,13 @@ class UARE:
         None: the model's setting (inference.json `refine`, by task; on where it has one).
         branch: where the restoration removes one degradation type alone (the task's, the
         one named, or with analyze the one the analysis names) and the model folder has a
-        pixel branch for it (branches.safetensors; the tiny model's: JPEG), return that
-        branch's output instead of sampling; None: the model's setting (inference.json
-        `branch`, by task; on where it has one). The branch used is returned as `branch`.
+        pixel branch for it (branches.safetensors; the tiny model's: JPEG, raindrops,
+        noise), return that branch's output instead of sampling; None: the model's setting
+        (inference.json `branch`, by task; on where it has one). The branch used is
+        returned as `branch`.
+        ensemble: a branch's output averaged over this many flips and rotations of the
+        image (1, 2, 4 or 8; n times the branch's time); None: the model's setting
+        (inference.json `branch_ensemble`, by the branch's type).
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -479,6 +491,7 @@ class UARE:
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine,
                                      branch)
+        job.ensemble = None if ensemble is None else check_ensemble(ensemble)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
@@ -552,8 +565,11 @@ class UARE:
         """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
         job.branch_used = branch.cfg.type
 
+        n = self.config.branch_ensemble if job.ensemble is None else job.ensemble
+        n = n.get(branch.cfg.type, n.get("default", 1)) if isinstance(n, dict) else n
+
         def run(tiles: torch.Tensor) -> torch.Tensor:
-            return branch(tiles.to(self.device, self.dtype)).float().clamp(0, 1).cpu()
+            return self_ensemble(branch, tiles.to(self.device, self.dtype), n).float().clamp(0, 1).cpu()
 
         if x.dim() == 4:
             return run(x)
@@ -888,6 +904,7 @@ class _Job:
     refine: bool = False
     branch: bool = False              # pixel branches may restore it (UARE._branch_for)
     branch_used: Optional[str] = None
+    ensemble: Optional[int] = None    # restore's override of inference branch_ensemble
     removed: Optional[list] = None    # degradation types being removed; None: read from the analysis
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step
@@ -905,12 +922,18 @@ class _Job:
 def _by_task(setting, name: str) -> dict:
     """A number-or-{task: number} inference setting as {label for errors: value}; refuses
     keys that are no task (the values are checked by the setting's own check)."""
+    return _by_key(setting, name, (*TASKS, "analyze"), "tasks")
+
+
+def _by_key(setting, name: str, keys, what: str) -> dict:
+    """A number-or-{key: number} inference setting as {label for errors: value}, refusing
+    keys outside `keys` and "default"."""
     if not isinstance(setting, dict):
         return {"": setting}
-    bad = set(setting) - set(TASKS) - {"default", "analyze"}
+    bad = set(setting) - set(keys) - {"default"}
     if bad:
-        raise ValueError(f"inference {name}: unknown tasks {sorted(bad)}; choose from default, analyze, "
-                         f"{', '.join(TASKS)}")
+        raise ValueError(f"inference {name}: unknown {what} {sorted(bad)}; choose from default, "
+                         f"{', '.join(keys)}")
     return {f"[{k}]": v for k, v in setting.items()}
 
 

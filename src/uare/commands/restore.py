@@ -1,5 +1,5 @@
 """`uare restore IMAGE_OR_DIR... -o OUT [--task T] [--types A,B] [--prompt TEXT] [--analyze]
-[--steps N] [--seed S] [--color-fix auto|on|off] [--refine auto|on|off] [--branch auto|on|off] [--strength S] [--temperature T] [--mix M]`: restored
+[--steps N] [--seed S] [--color-fix auto|on|off] [--refine auto|on|off] [--branch auto|on|off] [--ensemble N] [--strength S] [--temperature T] [--mix M]`: restored
 images, and with --analyze the model's analysis beside each one."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..cli import UsageError, emit_json, info, run_batch
 from ..data.instructions import TASK_OF_TYPE
-from ..model.branch import FILENAME as BRANCH_FILE
+from ..model.branch import FILENAME as BRANCH_FILE, check_ensemble
 from ..model.refiner import FILENAME as REFINER_FILE
 from ..pipeline import TASKS
 from ..sampling import check_mix, check_strength, check_temperature
@@ -43,8 +43,13 @@ def add_arguments(parser) -> None:
                              "setting, by task)")
     parser.add_argument("--branch", choices=("auto", "on", "off"), default="auto",
                         help="where the image has one degradation alone and the model has a pixel "
-                             "branch for it (branches.safetensors; the tiny model's: JPEG), restore "
-                             "with that branch instead of sampling (auto: the model's setting, by task)")
+                             "branch for it (branches.safetensors; the tiny model's: JPEG, raindrops, "
+                             "noise), restore with that branch instead of sampling (auto: the model's "
+                             "setting, by task)")
+    parser.add_argument("--ensemble", default=None, metavar="N",
+                        help="average a pixel branch's output over N flips and rotations of the "
+                             "image (1, 2, 4 or 8): N times its time, less of its error (default: "
+                             "the model's; the tiny model's noise branch: 8)")
     parser.add_argument("--strength", default=None, metavar="S",
                         help="img2img strength in (0, 1]: start sampling from the input noised to "
                              "time S instead of from pure noise (1); lower keeps more of the input "
@@ -65,12 +70,12 @@ def add_arguments(parser) -> None:
 
 def restore_options(types: Optional[str], color_fix: str = "auto", strength: Optional[str] = None,
                     temperature: Optional[str] = None, mix: Optional[str] = None,
-                    refine: str = "auto", branch: str = "auto") -> dict:
+                    refine: str = "auto", branch: str = "auto", ensemble: Optional[str] = None) -> dict:
     """restore() keywords from the text of --types / ?types= ("raindrop,noise"),
     --color-fix / ?color_fix=, --refine / ?refine= and --branch / ?branch= (auto leaves the
     model's setting; nothing is passed),
-    --strength / ?strength=, --temperature / ?temperature= and --mix / ?mix= (empty leaves
-    the model's)."""
+    --strength / ?strength=, --temperature / ?temperature=, --mix / ?mix= and --ensemble /
+    ?ensemble= (empty leaves the model's)."""
     named = [t.strip() for t in (types or "").split(",") if t.strip()] or None
     bad = [t for t in named or () if t not in TASK_OF_TYPE]
     if bad:
@@ -83,7 +88,8 @@ def restore_options(types: Optional[str], color_fix: str = "auto", strength: Opt
         if value != "auto":
             options[name] = value == "on"
     for name, text, check in (("strength", strength, check_strength),
-                              ("temperature", temperature, check_temperature), ("mix", mix, check_mix)):
+                              ("temperature", temperature, check_temperature), ("mix", mix, check_mix),
+                              ("ensemble", ensemble, check_ensemble)):
         if text not in (None, ""):
             options[name] = check(text)
     return options
@@ -132,7 +138,7 @@ def run(args) -> int:
         raise UsageError(f"--steps must be at least 2, got {args.steps}")
     try:
         options = restore_options(args.types, args.color_fix, args.strength, args.temperature, args.mix,
-                                  args.refine, args.branch)
+                                  args.refine, args.branch, args.ensemble)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
     files = input_files(args.inputs)

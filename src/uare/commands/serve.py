@@ -5,7 +5,7 @@ the image's bytes; the model answers one request at a time (a lock: on a 2-core 
 at once would only slow both). JSON API, also usable without the page:
 
     POST /api/assess                      body: image bytes -> {score, level, text, seconds}
-    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&refine=on|off&branch=on|off&strength=S&temperature=T&mix=M
+    POST /api/restore?task=T&analyze=1&steps=N&types=A,B&color_fix=on|off&refine=on|off&branch=on|off&ensemble=N&strength=S&temperature=T&mix=M
                                           body: image bytes
                                           -> {image: PNG data URL, text, task, prompt, seconds}
     POST /api/compare?method=auto|answer|scores
@@ -197,7 +197,7 @@ def _restore(model, image, query: dict) -> dict:
         raise ValueError(f"steps must be a whole number, got {query['steps']!r}") from None
     options = restore_options(query.get("types"), query.get("color_fix", "auto"), query.get("strength"),
                               query.get("temperature"), query.get("mix"), query.get("refine", "auto"),
-                              query.get("branch", "auto"))
+                              query.get("branch", "auto"), query.get("ensemble"))
     t = time.perf_counter()
     r = model.restore(image, task=task, analyze=analyze, steps=steps, **options)
     buf = io.BytesIO()
@@ -231,7 +231,8 @@ task <select id="task">{tasks}</select>
  title="{types}"></label>
 <label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>refiner <select id="refine" title="the model's refiner, if it has one: input detail the latent cannot hold"><option>auto</option><option>on</option><option>off</option></select></label>
-<label>branch <select id="branch" title="the model's pixel branch for an image with one degradation alone (the tiny model's: JPEG), if it has one"><option>auto</option><option>on</option><option>off</option></select></label>
+<label>branch <select id="branch" title="the model's pixel branch for an image with one degradation alone (the tiny model's: JPEG, raindrops, noise), if it has one"><option>auto</option><option>on</option><option>off</option></select></label>
+<label>ensemble <select id="ensemble" title="a branch's output averaged over this many flips and rotations: n times its time, less of its error"><option value="">model</option><option>1</option><option>2</option><option>4</option><option>8</option></select></label>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"
@@ -271,7 +272,7 @@ $("assess").onclick = async () => {
 $("restore").onclick = async () => {
   const q = "task=" + $("task").value + ($("analyze").checked ? "&analyze=1" : "") +
     "&types=" + encodeURIComponent($("types").value.replace(/\\s/g, "")) + "&color_fix=" + $("fix").value +
-    "&refine=" + $("refine").value + "&branch=" + $("branch").value +
+    "&refine=" + $("refine").value + "&branch=" + $("branch").value + "&ensemble=" + $("ensemble").value +
     "&strength=" + encodeURIComponent($("strength").value.trim()) +
     "&temperature=" + encodeURIComponent($("temperature").value.trim()) +
     "&mix=" + encodeURIComponent($("mix").value.trim());

@@ -85,6 +85,38 @@ class Branch(nn.Module):
         return x + F.pixel_shuffle(z, s)[..., :h, :w] * 0.5
 
 
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def check_ensemble(n, what: str = "ensemble") -> int:
+    """A self-ensemble size (text or number) as an int, or a ValueError naming `what`."""
+    try:
+        v = int(str(n).strip())
+    except ValueError:
+        v = None
+    if v not in ENSEMBLE_SIZES or isinstance(n, bool) or (isinstance(n, float) and n != v):
+        raise ValueError(f"{what} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {n!r}")
+    return v
+
+
+def self_ensemble(fn, x: torch.Tensor, n: int) -> torch.Tensor:
+    """The mean of fn over n of the 8 flips and rotations of x (N, C, H, W), each output
+    transformed back (the geometric self-ensemble of EDSR+ and Timofte et al.'s "seven
+    ways"): a net whose errors differ between the views averages them down. n = 1, 2
+    (left-right flip), 4 (both flips: the sides stay as they are) or 8 (also transposed).
+    Only for a net trained without a preferred orientation or phase: session 26's noise
+    branch, trained on one phase of the colour pattern, lost 2 dB by it."""
+    n = check_ensemble(n, "self-ensemble size")
+    acc = None
+    for k in range(n):
+        dims = [d for d, bit in ((-1, 1), (-2, 2)) if k & bit]
+        y = x.transpose(-1, -2) if k & 4 else x
+        y = fn(y.flip(dims) if dims else y)
+        y = y.flip(dims) if dims else y   # a flip is its own inverse; undone before the transpose
+        y = y.transpose(-1, -2) if k & 4 else y
+        acc = y if acc is None else acc + y
+    return acc / n
+
 def save_branches(branches: dict[str, Branch], folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """All of a folder's branches in one file, each under its type's name. float16 halves
     a shipped file (the bundled JPEG branch's output moved by at most 0.05 of a grey level);
