@@ -158,6 +158,11 @@ def test_uare_method_passes_folder_steps_and_analyze_and_saves_its_text(tmp_path
     kept = create_method("uare:model=runs/m1:mix=0.75")
     kept.restore(Image.new("RGB", (8, 8)), "denoise")
     assert kept.model.calls[-1]["mix"] == 0.75 and "mix" not in cold.model.calls[-1]
+    eight = create_method("uare:model=runs/m1:ensemble=8")
+    eight.restore(Image.new("RGB", (8, 8)), "denoise")
+    assert eight.model.calls[-1]["ensemble"] == 8 and "ensemble" not in kept.model.calls[-1]
+    with pytest.raises(MethodError, match="ensemble=.3.* is not a valid ensemble_size"):
+        create_method("uare:ensemble=3")
     assert method.score(Image.new("RGB", (8, 8), (255, 255, 255))) == pytest.approx(5.0)
 
 

@@ -1,6 +1,6 @@
 """Our model as a plug-in (`uare`), and the no-reference metrics as IQA methods.
 
-`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:refine=off:branch=off:strength=S:temperature=T:mix=M`
+`uare:model=DIR:steps=N:analyze:named:prompt=TEXT:seed=S:task=auto:color_fix=off:refine=off:branch=off:ensemble=N:strength=S:temperature=T:mix=M`
 runs `UARE.restore` for restoration tasks and `UARE.assess` for IQA. Leaving out `model` uses the bundled
 default model. `analyze` is the paper's analyse-then-restore prompt (Table 5); without
 it the simple prompt is used; `named` tells the model the degradations each input was made
@@ -9,7 +9,8 @@ instruction does ("enhance this image with low-light and noise.") where the simp
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
 model's colour-fix setting (to measure what it does), `refine=on|off` whether the
 folder's refiner runs, `branch=on|off` whether its pixel branches may restore
-(uare.model.branch), `strength=S` its img2img start,
+(uare.model.branch), `ensemble=N` over how many flips and rotations a branch's output
+is averaged, `strength=S` its img2img start,
 `temperature=T` the scale of its starting noise, `mix=M` the share of its change the output
 keeps. The model is loaded once per run.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..model.branch import check_ensemble
 from ..sampling import check_mix
 from .cache import digest
 from .methods import Method, MethodError, MethodSpec, MethodUnavailable, as_bool, register_method
@@ -60,10 +62,17 @@ def share(value):
     return check_mix(value)
 
 
+
+def ensemble_size(value) -> int:
+    """A branch self-ensemble size: 1, 2, 4 or 8 (named so in an option's error)."""
+    return check_ensemble(value)
+
+
 @register_method("uare")
 class UareMethod(Method):
     """Our model: options model=DIR, steps=N, analyze, named, prompt=TEXT, seed=S,
-    task=auto, color_fix=on|off, refine=on|off, branch=on|off, strength=S, temperature=T, mix=M."""
+    task=auto, color_fix=on|off, refine=on|off, branch=on|off, ensemble=N, strength=S,
+    temperature=T, mix=M."""
 
     name = "uare"
     takes_types = True
@@ -75,7 +84,7 @@ class UareMethod(Method):
     def __init__(self, spec: MethodSpec):
         super().__init__(spec)
         self.check_options(("model", "steps", "analyze", "named", "prompt", "seed", "task", "color_fix",
-                            "strength", "temperature", "mix", "refine", "branch"))
+                            "strength", "temperature", "mix", "refine", "branch", "ensemble"))
         self.steps = self.option("steps", None, int)
         self.analyze = self.option("analyze", False, as_bool)
         self.prompt = self.option("prompt", None, str)
@@ -84,6 +93,7 @@ class UareMethod(Method):
         self.color_fix = self.option("color_fix", None, as_bool)
         self.refine = self.option("refine", None, as_bool)
         self.branch = self.option("branch", None, as_bool)
+        self.ensemble = self.option("ensemble", None, ensemble_size)
         self.named = self.option("named", False, as_bool)
         self.strength = self.option("strength", None, float)
         self.temperature = self.option("temperature", None, float)
@@ -96,7 +106,7 @@ class UareMethod(Method):
 
     def restore(self, image, task, scale=1, types=()):
         extra = {}
-        for key in ("color_fix", "refine", "branch", "strength", "temperature", "mix"):
+        for key in ("color_fix", "refine", "branch", "ensemble", "strength", "temperature", "mix"):
             if getattr(self, key) is not None:
                 extra[key] = getattr(self, key)
         if self.named and types:
