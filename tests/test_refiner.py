@@ -232,3 +232,43 @@ def test_a_refiner_told_the_noise_level_starts_from_one_not_told_and_tells_level
         Refiner(RefinerConfig(channels=8, blocks=1, gate=True)).start_from(new)
     with pytest.raises(ValueError, match="noise scales"):
         RefinerConfig(noise_scales=(0,))
+
+
+def test_refine_ensemble_averages_the_refiner_over_flips_of_all_its_inputs_together(pair, astronaut):
+    # a refiner that adds a left-to-right ramp: one pass keeps it, the left-right flip
+    # (undone) mirrors it, so their mean is the same at mirrored columns
+    plain, _ = pair
+    calls = []
+
+    class Ramp(torch.nn.Module):
+        cfg = RefinerConfig()
+
+        def forward(self, base, image, decoded, decoded_input, types):
+            calls.append((base.clone(), image.clone()))
+            return base + 0.2 * torch.linspace(0, 1, base.shape[-1])
+
+    model = _IdentityModel(plain.model, 64)
+    img = _photo(astronaut, 64, 64)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1
+
+    def run(**kw):
+        calls.clear()
+        cfg = InferenceConfig(steps=3, guidance=pipeline.GuidanceConfig(text_scale=1.0), residual_decode=True,
+                              sample_posterior=False, refine_ensemble={"default": 8, "derain": 2})
+        task = kw.pop("task", "deblur")
+        return np.asarray(UARE(model, cfg, Ramp()).restore(img, task=task, **kw).image).astype(float)
+
+    once = run(ensemble=1)
+    assert len(calls) == 1
+    two = run(task="derain")
+    assert len(calls) == 2   # by task
+    assert torch.allclose(calls[1][1][0], x.flip(-1), atol=1e-6)   # the image flipped, as the base is
+    assert torch.allclose(calls[1][0], calls[1][1], atol=1e-3)
+    eight = run()
+    assert len(calls) == 8
+    lr = lambda a: np.abs((a - img) - (a - img)[:, ::-1]).mean()   # the correction, mirrored
+    assert lr(once) > 10 and lr(two) < 1.0 and lr(eight) < 1.0
+    for bad, why in (({"deblur": 3}, r"refine_ensemble\[deblur\] must be one of"),
+                     ({"deblr": 2}, "refine_ensemble: unknown tasks")):
+        with pytest.raises(ValueError, match=why):
+            UARE(model, InferenceConfig(refine_ensemble=bad), Ramp())

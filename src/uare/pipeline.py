@@ -186,6 +186,10 @@ class InferenceConfig:
     # where the model folder has a refiner (uare.model.refiner, refiner.safetensors): the
     # tasks it runs for. True: every task; a list: those tasks; False: none.
     refine: Union[bool, list] = True
+    # the refiner's output averaged over this many flips and rotations of its image inputs
+    # (moved together; uare.model.branch.self_ensemble: 1, 2, 4 or 8), a number or {task:
+    # number} as for temperature below; n times the refiner's time (not the sampler's)
+    refine_ensemble: Union[int, dict] = 1
     # where the model folder has pixel branches (uare.model.branch, branches.safetensors): the
     # tasks for which a restoration removing one type that has a branch is that branch's
     # output. True: every task; a list: those tasks; False: none.
@@ -330,6 +334,8 @@ class UARE:
             check_temperature(v, f"inference temperature{where}")
         for where, v in _by_task(self.config.mix, "mix").items():
             check_mix(v, f"inference mix{where}")
+        for where, v in _by_task(self.config.refine_ensemble, "refine_ensemble").items():
+            check_ensemble(v, f"inference refine_ensemble{where}")
         for where, v in _by_key(self.config.branch_ensemble, "branch_ensemble", BRANCH_TYPES,
                                 "degradation types").items():
             check_ensemble(v, f"inference branch_ensemble{where}")
@@ -475,9 +481,10 @@ class UARE:
         noise), return that branch's output instead of sampling; None: the model's setting
         (inference.json `branch`, by task; on where it has one). The branch used is
         returned as `branch`.
-        ensemble: a branch's output averaged over this many flips and rotations of the
-        image (1, 2, 4 or 8; n times the branch's time); None: the model's setting
-        (inference.json `branch_ensemble`, by the branch's type).
+        ensemble: the output of a branch, or of the refiner, averaged over this many flips
+        and rotations of the image (1, 2, 4 or 8; n times that network's time); None: the
+        model's settings (inference.json `branch_ensemble` by the branch's type,
+        `refine_ensemble` by task).
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -531,7 +538,8 @@ class UARE:
                                         else temperature)
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
                    refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types),
-                   branch=self._branches_on(task, branch))
+                   branch=self._branches_on(task, branch),
+                   refine_ensemble=check_ensemble(self._task_setting("refine_ensemble", task, analyze)))
         return job, task, types
 
     def _residual(self, task: str) -> bool:
@@ -673,8 +681,13 @@ class UARE:
             pixels = image + decoded - decoded_input
         if refine:
             types = self.refiner.cfg.encode_types([removed] * len(pixels)).to(self.device, self.dtype)
-            pixels = self.refiner(pixels.to(self.dtype), image.to(self.dtype), decoded.to(self.dtype),
-                                  decoded_input.to(self.dtype), types).float()
+
+            def refined(z: torch.Tensor) -> torch.Tensor:   # the four images moved together
+                return self.refiner(*z.split(3, 1), types)
+
+            n = job.refine_ensemble if job.ensemble is None else job.ensemble
+            seen = torch.cat([pixels, image, decoded, decoded_input], 1).to(self.dtype)
+            pixels = self_ensemble(refined, seen, n).float()
         return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
 
     def _restored_latents(self, tiles: torch.Tensor, job: "_Job") -> tuple[torch.Tensor, torch.Tensor]:
@@ -904,7 +917,8 @@ class _Job:
     refine: bool = False
     branch: bool = False              # pixel branches may restore it (UARE._branch_for)
     branch_used: Optional[str] = None
-    ensemble: Optional[int] = None    # restore's override of inference branch_ensemble
+    ensemble: Optional[int] = None    # restore's override of branch_ensemble and refine_ensemble
+    refine_ensemble: int = 1
     removed: Optional[list] = None    # degradation types being removed; None: read from the analysis
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step

@@ -47,9 +47,9 @@ def add_arguments(parser) -> None:
                              "noise), restore with that branch instead of sampling (auto: the model's "
                              "setting, by task)")
     parser.add_argument("--ensemble", default=None, metavar="N",
-                        help="average a pixel branch's output over N flips and rotations of the "
-                             "image (1, 2, 4 or 8): N times its time, less of its error (default: "
-                             "the model's; the tiny model's noise branch: 8)")
+                        help="average the output of a pixel branch, or of the refiner, over N "
+                             "flips and rotations of the image (1, 2, 4 or 8): N times that "
+                             "network's time, less of its error (default: the model's)")
     parser.add_argument("--strength", default=None, metavar="S",
                         help="img2img strength in (0, 1]: start sampling from the input noised to "
                              "time S instead of from pure noise (1); lower keeps more of the input "

@@ -232,7 +232,7 @@ task <select id="task">{tasks}</select>
 <label>colour fix <select id="fix"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>refiner <select id="refine" title="the model's refiner, if it has one: input detail the latent cannot hold"><option>auto</option><option>on</option><option>off</option></select></label>
 <label>branch <select id="branch" title="the model's pixel branch for an image with one degradation alone (the tiny model's: JPEG, raindrops, noise), if it has one"><option>auto</option><option>on</option><option>off</option></select></label>
-<label>ensemble <select id="ensemble" title="a branch's output averaged over this many flips and rotations: n times its time, less of its error"><option value="">model</option><option>1</option><option>2</option><option>4</option><option>8</option></select></label>
+<label>ensemble <select id="ensemble" title="the output of a pixel branch or the refiner averaged over this many flips and rotations: n times that network's time, less of its error"><option value="">model</option><option>1</option><option>2</option><option>4</option><option>8</option></select></label>
 <label>strength <input id="strength" size="4" placeholder="model"
  title="img2img strength in (0, 1]: lower keeps more of the input; empty: the model's setting"></label>
 <label>temperature <input id="temperature" size="4" placeholder="model"

@@ -9,8 +9,8 @@ instruction does ("enhance this image with low-light and noise.") where the simp
 prompt of a mix is "enhance this mix-degraded image."; `color_fix=on|off` overrides the
 model's colour-fix setting (to measure what it does), `refine=on|off` whether the
 folder's refiner runs, `branch=on|off` whether its pixel branches may restore
-(uare.model.branch), `ensemble=N` over how many flips and rotations a branch's output
-is averaged, `strength=S` its img2img start,
+(uare.model.branch), `ensemble=N` over how many flips and rotations a branch's or the
+refiner's output is averaged, `strength=S` its img2img start,
 `temperature=T` the scale of its starting noise, `mix=M` the share of its change the output
 keeps. The model is loaded once per run.
 
