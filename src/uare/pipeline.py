@@ -39,10 +39,10 @@ from .sampling import (
 from .tiling import TileConfig, num_tiles, restore_any_size, round_up
 
 TASKS = ("auto", "sr", "denoise", "deblur", "dejpeg", "dehaze", "derain", "lowlight", "mixed")
+BRANCH_TYPES = tuple(TASK_OF_TYPE)   # what a pixel branch can be for: one degradation type
 # degradations whose removal leaves the image's tone and colour as they are: not haze and
 # low light (their restoration is the low band), nor rain streaks (a screen blend: they
 # add light, so the clean image is darker)
-BRANCH_TYPES = tuple(TASK_OF_TYPE)   # what a pixel branch can be for: one degradation type
 TONE_KEEPING_TYPES = ("downsample", "noise", "blur", "jpeg", "raindrop")
 TYPE_OF_TASK = {"denoise": "noise", "deblur": "blur", "dejpeg": "jpeg", "dehaze": "haze",
                 "derain": "rain", "lowlight": "lowlight"}
@@ -497,8 +497,7 @@ class UARE:
         img = self._input_for(image, task)
         x = torch.from_numpy(_to_float(img)).permute(2, 0, 1)
         job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine,
-                                     branch)
-        job.ensemble = None if ensemble is None else check_ensemble(ensemble)
+                                     branch, ensemble)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
         if progress is not None:
             total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
@@ -528,7 +527,8 @@ class UARE:
 
     def _job(self, img: Image.Image, task: str, prompt: Optional[str], analyze: bool, types, steps: int,
              seed: int, strength: Optional[float] = None, temperature: Optional[float] = None,
-             refine: Optional[bool] = None, branch: Optional[bool] = None) -> tuple["_Job", str, list[str]]:
+             refine: Optional[bool] = None, branch: Optional[bool] = None,
+             ensemble: Optional[int] = None) -> tuple["_Job", str, list[str]]:
         """The settings of one restore call as restore resolves them (instruction, sampling,
         decoding, refiner): (job, resolved task, degradation types named). Also what
         scripts/train_refiner.py restores its training pairs with."""
@@ -539,7 +539,9 @@ class UARE:
         job = _Job(instruction, analyze, steps, seed, self.device, self._residual(task), strength, temperature,
                    refine=self._refines(task, refine), removed=None if analyze else removed_types(task, types),
                    branch=self._branches_on(task, branch),
-                   refine_ensemble=check_ensemble(self._task_setting("refine_ensemble", task, analyze)))
+                   ensemble=None if ensemble is None else check_ensemble(ensemble),
+                   refine_ensemble=check_ensemble(self._task_setting("refine_ensemble", task, analyze)
+                                                  if ensemble is None else ensemble))
         return job, task, types
 
     def _residual(self, task: str) -> bool:
@@ -685,9 +687,8 @@ class UARE:
             def refined(z: torch.Tensor) -> torch.Tensor:   # the four images moved together
                 return self.refiner(*z.split(3, 1), types)
 
-            n = job.refine_ensemble if job.ensemble is None else job.ensemble
             seen = torch.cat([pixels, image, decoded, decoded_input], 1).to(self.dtype)
-            pixels = self_ensemble(refined, seen, n).float()
+            pixels = self_ensemble(refined, seen, job.refine_ensemble).float()
         return (pixels * 0.5 + 0.5).clamp(0, 1).cpu()
 
     def _restored_latents(self, tiles: torch.Tensor, job: "_Job") -> tuple[torch.Tensor, torch.Tensor]:
@@ -917,8 +918,8 @@ class _Job:
     refine: bool = False
     branch: bool = False              # pixel branches may restore it (UARE._branch_for)
     branch_used: Optional[str] = None
-    ensemble: Optional[int] = None    # restore's override of branch_ensemble and refine_ensemble
-    refine_ensemble: int = 1
+    ensemble: Optional[int] = None    # restore's override of branch_ensemble (resolved by type)
+    refine_ensemble: int = 1          # the refiner's, resolved (restore's override or the task's)
     removed: Optional[list] = None    # degradation types being removed; None: read from the analysis
     text: Optional[str] = None
     on_step: Optional[Callable[[int], None]] = None   # told how many tiles made one step

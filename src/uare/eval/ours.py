@@ -62,9 +62,9 @@ def share(value):
     return check_mix(value)
 
 
-
 def ensemble_size(value) -> int:
-    """A branch self-ensemble size: 1, 2, 4 or 8 (named so in an option's error)."""
+    """A self-ensemble size of a branch or the refiner: 1, 2, 4 or 8 (named so in an
+    option's error)."""
     return check_ensemble(value)
 
 

@@ -117,6 +117,7 @@ def self_ensemble(fn, x: torch.Tensor, n: int) -> torch.Tensor:
         acc = y if acc is None else acc + y
     return acc / n
 
+
 def save_branches(branches: dict[str, Branch], folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """All of a folder's branches in one file, each under its type's name. float16 halves
     a shipped file (the bundled JPEG branch's output moved by at most 0.05 of a grey level);
