@@ -575,8 +575,7 @@ class UARE:
         """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
         job.branch_used = branch.cfg.type
 
-        n = self.config.branch_ensemble if job.ensemble is None else job.ensemble
-        n = n.get(branch.cfg.type, n.get("default", 1)) if isinstance(n, dict) else n
+        n = _keyed(self.config.branch_ensemble, branch.cfg.type) if job.ensemble is None else job.ensemble
 
         def run(tiles: torch.Tensor) -> torch.Tensor:
             return self_ensemble(branch, tiles.to(self.device, self.dtype), n).float().clamp(0, 1).cpu()
@@ -591,10 +590,7 @@ class UARE:
         """A number-or-{task: number} setting (strength, temperature, mix) for this run: the
         "analyze" entry for analyse-then-restore runs, else the task's, else "default"."""
         s = getattr(self.config, name)
-        if not isinstance(s, dict):
-            return s
-        key = "analyze" if analyze and "analyze" in s else task
-        return s.get(key, s.get("default", 1.0))
+        return _keyed(s, "analyze" if analyze and isinstance(s, dict) and "analyze" in s else task)
 
     def _color_fix(self, task: str, types) -> bool:
         """Whether the output takes the input's low band: every degradation removed is one
@@ -932,6 +928,12 @@ class _Job:
     def removes(self) -> list:
         """The types the refiner is told: those given, else those the analysis names."""
         return removed_types(None, mentioned_types(self.text or "")) if self.removed is None else self.removed
+
+
+def _keyed(setting, key: str):
+    """A number-or-{key: number} setting's value for key: its own entry, else "default",
+    else 1."""
+    return setting.get(key, setting.get("default", 1.0)) if isinstance(setting, dict) else setting
 
 
 def _by_task(setting, name: str) -> dict:

@@ -91,10 +91,11 @@ ENSEMBLE_SIZES = (1, 2, 4, 8)
 def check_ensemble(n, what: str = "ensemble") -> int:
     """A self-ensemble size (text or number) as an int, or a ValueError naming `what`."""
     try:
-        v = int(str(n).strip())
+        f = float(str(n).strip())
+        v = int(f) if f.is_integer() else None
     except ValueError:
         v = None
-    if v not in ENSEMBLE_SIZES or isinstance(n, bool) or (isinstance(n, float) and n != v):
+    if v not in ENSEMBLE_SIZES or isinstance(n, bool):
         raise ValueError(f"{what} must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, got {n!r}")
     return v
 
