@@ -177,6 +177,25 @@ def test_assess_pools_the_level_reading_over_iqa_views_spread_over_the_image(mod
         InferenceConfig.from_dict({"iqa_views": 0})
 
 
+def test_iqa_view_phase_starts_every_view_that_far_into_a_jpeg_block(model_dir, astronaut):
+    """40x56 photo, 16 px views at phase 4: spots 12/20 (centre), 0 and 24/40 (corners)
+    become 12/20, 4 and 20/36, the block that holds each start, 4 px in; where the image
+    has no room for that phase a view keeps its start."""
+    u = UARE.from_pretrained(model_dir, device="cpu")
+    u.config = dataclasses.replace(u.config, iqa_crop=16, iqa_views=5, iqa_view_phase=4)
+    photo = _photo(astronaut, 40, 56)
+    x = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)
+    want = [x[:, 12:28, 20:36], x[:, 4:20, 4:20], x[:, 4:20, 36:52], x[:, 20:36, 4:20], x[:, 20:36, 36:52]]
+    views = u._iqa_views(Image.fromarray(photo))
+    assert len(views) == 5 and all(torch.equal(v, w) for v, w in zip(views, want))
+    assert [pipeline._on_phase(s, room, 4) for s, room in ((0, 24), (23, 24), (24, 24), (0, 3), (2, 2))] == \
+        [4, 20, 20, 0, 2]
+    assert [pipeline._on_phase(s, 40, 0) for s in (0, 7, 8, 39)] == [0, 0, 8, 32]
+    for bad in (8, -1, 2.5, "4"):
+        with pytest.raises(ValueError, match="iqa_view_phase"):
+            InferenceConfig.from_dict({"iqa_view_phase": bad})
+
+
 @pytest.mark.parametrize("words", [[[5], [6], [7]], "levels"])
 def test_view_readings_match_reading_each_view_alone(uare, astronaut, words):
     """One-token words take the batched path (extend_text over all views), longer ones

@@ -78,6 +78,18 @@ def _verdict_of_levels(logp: torch.Tensor) -> str:
     return f" {quality_level(score)}, score {score:.2f}."
 
 
+JPEG_BLOCK = 8
+
+
+def _on_phase(start: int, room: int, phase: int) -> int:
+    """The start `phase` pixels into the JPEG block that holds `start` (the block before
+    where that passes `room`); `start` itself where no start in 0..room has that phase."""
+    s = start - start % JPEG_BLOCK + phase
+    if s > room:
+        s -= JPEG_BLOCK
+    return s if 0 <= s <= room else start
+
+
 def _mean_reading(readings: list[torch.Tensor]) -> torch.Tensor:
     """Pool level readings (log P per word) by averaging their probabilities over the words."""
     return torch.stack([torch.softmax(r.float(), 0) for r in readings]).mean(0).log()
@@ -168,6 +180,12 @@ class InferenceConfig:
     # centre one (whose answer is kept) and the rest on a grid over the image: one crop's
     # reading by a small model depends on what that crop happens to show
     iqa_views: int = 1
+    # assess with iqa_crop: start every view this many pixels past a multiple of 8 (JPEG's
+    # block, its grid anchored at the corner of a decoded file), where the image leaves
+    # room. None: where the grid of views falls. At view_scale 2 a ViT patch covers 8
+    # pixels: a view on the grid puts each block edge between two patches, one at 4 puts
+    # a block corner in the middle of every patch, where its patch embedding can see it
+    iqa_view_phase: Optional[int] = None
     # assess: the answer opens with "Overall the quality is" as written rather than
     # generated, for a model trained with data.score_first (its scoring answers always open
     # so): the reading no longer waits on the greedy text reaching the prefix, and an
@@ -240,6 +258,10 @@ class InferenceConfig:
     def __post_init__(self):
         if self.iqa_views < 1:
             raise ValueError(f"iqa_views must be at least 1, got {self.iqa_views}")
+        if self.iqa_view_phase is not None and not (isinstance(self.iqa_view_phase, int)
+                                                    and 0 <= self.iqa_view_phase < JPEG_BLOCK):
+            raise ValueError(f"iqa_view_phase must be a whole number of pixels from 0 to {JPEG_BLOCK - 1}, "
+                             f"got {self.iqa_view_phase!r}")
         check_compare_method(self.compare, "inference compare")
 
     @classmethod
@@ -870,6 +892,9 @@ class UARE:
         n = math.ceil(math.sqrt(c.iqa_views - 1))
         spots = [centre] + [(round(i * max(0, h - side) / max(n - 1, 1)), round(j * max(0, w - side) / max(n - 1, 1)))
                             for i in range(n) for j in range(n)]
+        if c.iqa_view_phase is not None:
+            spots = [(_on_phase(t, h - side, c.iqa_view_phase), _on_phase(left, w - side, c.iqa_view_phase))
+                     for t, left in spots]
         spots = list(dict.fromkeys(spots))[:c.iqa_views]   # a small image gives fewer distinct crops
         return [x[:, t:t + side, l:l + side] for t, l in spots]
 
