@@ -207,6 +207,9 @@ def test_a_branch_runs_as_a_self_ensemble_by_its_type_or_as_restore_asks(pair, a
     assert np.array_equal(out(task="denoise"), expected(noise, 8))
     assert not np.array_equal(expected(noise, 8), expected(noise, 1))   # the setting matters here
     assert np.array_equal(out(task="denoise", ensemble=2), expected(noise, 2))
+    ticks = []
+    pipe.restore(img, task="denoise", progress=lambda d, n: ticks.append((d, n)))
+    assert ticks == [(k, 8) for k in range(1, 9)]     # a bar that moves with each pass
     assert np.array_equal(out(task="dejpeg"), expected(jpeg, 1))        # not listed, no default: one pass
     default = UARE(branched.model, pipeline.replace(cfg, branch_ensemble={"default": 4}), None, pipe.branches)
     assert np.array_equal(np.asarray(default.restore(img, task="dejpeg").image), expected(jpeg, 4))
@@ -257,8 +260,12 @@ def test_large_images_go_through_the_branch_in_tiles_of_the_exact_size(pair, ast
     real = branched.branches["jpeg"].forward
     monkeypatch.setattr(branched.branches["jpeg"], "forward", lambda x: seen.append(tuple(x.shape)) or real(x))
     img = _photo(astronaut, 70, 150)
-    r = branched.restore(img, task="dejpeg")
+    ticks = []
+    r = branched.restore(img, task="dejpeg", ensemble=2, progress=lambda d, n: ticks.append((d, n)))
     assert r.image.size == (150, 70) and len(seen) > 1 and all(s[-1] <= 64 and s[-2] <= 64 for s in seen)
+    assert ticks == [(k, len(seen)) for k in range(1, len(seen) + 1)]   # each pass over each tile
+    seen.clear()
+    r = branched.restore(img, task="dejpeg")
     whole = _branch_output(branched, img).astype(int)
     # tiles agree with the whole image away from their borders (3 convolutions at half size: 6 px)
     assert np.abs(np.asarray(r.image).astype(int) - whole)[8:-8, 8:-8].mean() < 1.0

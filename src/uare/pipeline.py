@@ -478,7 +478,8 @@ class UARE:
         task: one of TASKS; prompt: your own instruction instead of the task's; analyze:
         generate the 4-part analysis first and condition on it (returned as `text`).
         Images over the model's maximum side are restored in blended tiles.
-        progress(done, total) is told after every sampler step over all tiles.
+        progress(done, total) is told after every sampler step over all tiles (by a pixel
+        branch: after each pass of its self-ensemble over the image's tiles).
         color_fix: give the output the input's low band (tone, colour) back; None: the
         model's setting (inference.json `color_fix`, by task).
         types: the degradations the image is known to have (e.g. ["raindrop"] or
@@ -521,16 +522,16 @@ class UARE:
         job, task, types = self._job(img, task, prompt, analyze, types, steps, seed, strength, temperature, refine,
                                      branch, ensemble)
         mix = check_mix(self._task_setting("mix", task, analyze) if mix is None else mix)
-        if progress is not None:
-            total = num_tiles(x.shape[-2], x.shape[-1], self.tiles) * (steps - 1)
-            job.on_step = lambda n: progress(_tick(job, n), total)
         if analyze and max(x.shape[-2:]) > self.tiles.tile:
             job.text = self._analysis_of_whole(x, job)  # one analysis shared by every tile
         branch = self._branch_for(job)
+        if progress is not None:
+            # a branch's unit is one pass of its self-ensemble over a tile, the sampler's one step
+            total = (num_tiles(*x.shape[-2:], BRANCH_TILES) * self._branch_ensemble(branch, job) if branch is not None
+                     else num_tiles(*x.shape[-2:], self.tiles) * (steps - 1))
+            job.on_step = lambda n: progress(_tick(job, n), total)
         if branch is not None:
             out = self._run_branch(branch, x, job)
-            if progress is not None:
-                progress(total, total)
         else:
             out = restore_any_size(x, lambda tiles: self._restore_tiles(tiles, job), self.tiles,
                                    batch=self.config.tile_batch)
@@ -596,17 +597,20 @@ class UARE:
     def _run_branch(self, branch, x: torch.Tensor, job: "_Job") -> torch.Tensor:
         """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
         job.branch_used = branch.cfg.type
-
-        n = _keyed(self.config.branch_ensemble, branch.cfg.type) if job.ensemble is None else job.ensemble
+        n = self._branch_ensemble(branch, job)
 
         def run(tiles: torch.Tensor) -> torch.Tensor:
-            return self_ensemble(branch, tiles.to(self.device, self.dtype), n).float().clamp(0, 1).cpu()
+            tick = (lambda: job.on_step(len(tiles))) if job.on_step else None
+            return self_ensemble(branch, tiles.to(self.device, self.dtype), n, tick).float().clamp(0, 1).cpu()
 
         if x.dim() == 4:
             return run(x)
         if max(x.shape[-2:]) <= BRANCH_TILES.tile:   # whole, unpadded: no made-up border to read
             return run(x[None])[0]
         return restore_any_size(x, run, BRANCH_TILES)
+
+    def _branch_ensemble(self, branch, job: "_Job") -> int:
+        return _keyed(self.config.branch_ensemble, branch.cfg.type) if job.ensemble is None else job.ensemble
 
     def _task_setting(self, name: str, task: str, analyze: bool = False):
         """A number-or-{task: number} setting (strength, temperature, mix) for this run: the

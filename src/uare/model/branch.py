@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,13 +100,14 @@ def check_ensemble(n, what: str = "ensemble") -> int:
     return v
 
 
-def self_ensemble(fn, x: torch.Tensor, n: int) -> torch.Tensor:
+def self_ensemble(fn, x: torch.Tensor, n: int, on_pass: Optional[Callable[[], None]] = None) -> torch.Tensor:
     """The mean of fn over n of the 8 flips and rotations of x (N, C, H, W), each output
     transformed back (the geometric self-ensemble of EDSR+ and Timofte et al.'s "seven
     ways"): a net whose errors differ between the views averages them down. n = 1, 2
     (left-right flip), 4 (both flips: the sides stay as they are) or 8 (also transposed).
     Only for a net trained without a preferred orientation or phase: session 26's noise
-    branch, trained on one phase of the colour pattern, lost 2 dB by it."""
+    branch, trained on one phase of the colour pattern, lost 2 dB by it. on_pass() is told
+    after each of the n passes (a progress bar's unit: n passes cost n times one)."""
     n = check_ensemble(n, "self-ensemble size")
     acc = None
     for k in range(n):
@@ -116,6 +117,8 @@ def self_ensemble(fn, x: torch.Tensor, n: int) -> torch.Tensor:
         y = y.flip(dims) if dims else y   # a flip is its own inverse; undone before the transpose
         y = y.transpose(-1, -2) if k & 4 else y
         acc = y if acc is None else acc + y
+        if on_pass is not None:
+            on_pass()
     return acc / n
 
 
