@@ -59,9 +59,10 @@ from uare.imageio import atomic_write  # noqa: E402
 from uare.model.folder import _atomic_save  # noqa: E402
 from uare.model.vit import patchify  # noqa: E402
 from uare.pipeline import ASSESS_QUESTION, SCORE_PREFIX, _mean_reading  # noqa: E402
+from uare.sampling import level_score  # noqa: E402
 
 VIEW = 128
-LEVELS = (0.25, 0.5, 0.75, 1.0)
+SEVERITIES = (0.25, 0.5, 0.75, 1.0)   # uare eval monotonic's levels in session 28's dev runs
 
 
 def _to_tensor(img) -> torch.Tensor:
@@ -88,8 +89,8 @@ class Reader:
         return torch.log_softmax(logits.float(), -1)[:, self.ids]
 
     def score(self, views: torch.Tensor) -> torch.Tensor:
-        p = self.logp(views).exp()
-        return (p / p.sum(-1, keepdim=True) * torch.arange(1, 6, dtype=p.dtype)).sum(-1)
+        """(B,) expected level, 1..5, as uare.sampling.level_score reads one view."""
+        return torch.softmax(self.logp(views), -1) @ torch.arange(1.0, 6.0)
 
 
 def sweep(photos, rng: random.Random, typ: str, n_levels: int, phase: int | None, share: float):
@@ -117,15 +118,14 @@ def heldout_srcc(pipe, reader: Reader, photos, types, seed: int = 0) -> dict:
             x, y = (a.width - s) // 2, (a.height - s) // 2
             region = a.crop((x, y, x + s, y + s))
             for t in types:
-                imgs = [region] + [degrade(region, f"single:{t}:{lv:g}", seed=seed + i)[0] for lv in LEVELS]
+                imgs = [region] + [degrade(region, f"single:{t}:{lv:g}", seed=seed + i)[0] for lv in SEVERITIES]
                 scores = []
                 for im in imgs:
-                    views = torch.stack(pipe._iqa_views(im))
-                    pooled = _mean_reading(list(reader.logp(views)))
-                    p = pooled.exp()
-                    scores.append(float((p / p.sum() * torch.arange(1, 6)).sum()))
-                out[t].append(float(stats.spearmanr(-np.arange(5), scores)[0]))
-    return {t: (float(np.mean(v)), sum(r >= 0.9 for r in v), len(v)) for t, v in out.items()}
+                    pooled = _mean_reading(list(reader.logp(torch.stack(pipe._iqa_views(im)))))
+                    scores.append(level_score(pooled, range(len(pooled))))
+                out[t].append(float(stats.spearmanr(-np.arange(len(imgs)), scores)[0]))
+    # 1e-9: a 5-point SRCC of 0.9 comes out as 0.8999...
+    return {t: (float(np.mean(v)), sum(r >= 0.9 - 1e-9 for r in v), len(v)) for t, v in out.items()}
 
 
 def write_folder(src: Path, out: Path, vit_state: dict, settings: dict) -> None:
@@ -203,14 +203,21 @@ def main(argv=None) -> int:
     log = (args.out / "log.jsonl")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def check(step: int) -> dict:
+    def note(rec: dict) -> None:
+        with open(log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def check(step: int, final: bool = False) -> None:
+        """Held-out numbers into the log; after training steps, the folder written too."""
         r = heldout_srcc(pipe, reader, held, ("noise", "blur", "jpeg"))
         print(f"step {step} held-out SRCC " + "  ".join(f"{t} {v[0]:.3f} ({v[1]}/{v[2]} >= 0.9)" for t, v in r.items()),
               flush=True)
-        return r
+        note({"step": step, "heldout": r, **({"final": True} if final else {})})
+        if step:
+            write_folder(args.model, args.out, m.vit.state_dict(), settings)
 
-    # the shipped ViT's held-out numbers, and the frozen copy's scores for the anchor
     def teacher_score(views):
+        """The start ViT's scores (the anchor): the frozen copy swapped in for one reading."""
         with torch.no_grad():
             m.vit, student = teacher, m.vit
             try:
@@ -218,9 +225,7 @@ def main(argv=None) -> int:
             finally:
                 m.vit = student
 
-    first = check(0)
-    with open(log, "a") as f:
-        f.write(json.dumps({"step": 0, "heldout": first}) + "\n")
+    check(0)
     t0 = last_check = time.time()
     step = 0
     while time.time() - t0 < args.minutes * 60 and not (args.steps and step >= args.steps):
@@ -248,23 +253,15 @@ def main(argv=None) -> int:
         opt.step()
         step += 1
         if step % 10 == 0:
-            ordered = float((gap > 0).float().mean())
             rec = {"step": step, "min": round((time.time() - t0) / 60, 2), "rank": round(rank.item(), 4),
-                   "ordered": round(ordered, 3), "anchor": round(anchor.item(), 4),
+                   "ordered": round(float((gap > 0).float().mean()), 3), "anchor": round(anchor.item(), 4),
                    "distill_rel": round(distill.item(), 5)}
             print(json.dumps(rec), flush=True)
-            with open(log, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            note(rec)
         if time.time() - last_check > args.check_every * 60:
-            r = check(step)
-            write_folder(args.model, args.out, m.vit.state_dict(), settings)
-            with open(log, "a") as f:
-                f.write(json.dumps({"step": step, "heldout": r}) + "\n")
+            check(step)
             last_check = time.time()
-    r = check(step)
-    write_folder(args.model, args.out, m.vit.state_dict(), settings)
-    with open(log, "a") as f:
-        f.write(json.dumps({"step": step, "heldout": r, "final": True}) + "\n")
+    check(step, final=True)
     print(f"wrote {args.out} after {step} steps ({(time.time() - t0) / 60:.1f} min)")
     return 0
 
