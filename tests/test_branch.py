@@ -246,8 +246,10 @@ def test_an_analysis_that_names_jpeg_alone_hands_over_to_the_branch(pair, astron
     img = _photo(astronaut, *size)
     analysis = "The image shows JPEG blocking artifacts. Remove the JPEG blocking artifacts."
     monkeypatch.setattr(branched, "_generate", lambda *a, **k: analysis)
-    r = branched.restore(img, analyze=True, steps=2)
+    ticks = []
+    r = branched.restore(img, analyze=True, steps=2, progress=lambda d, n: ticks.append((d, n)))
     assert r.branch == "jpeg" and r.text == analysis
+    assert ticks[-1][0] == ticks[-1][1] and all(d <= n for d, n in ticks)   # ends full, never past it
     assert np.array_equal(np.asarray(r.image), _branch_output(branched, img))
     monkeypatch.setattr(branched, "_generate", lambda *a, **k: "The image shows JPEG artifacts and noise.")
     assert branched.restore(img, analyze=True, steps=2).branch is None

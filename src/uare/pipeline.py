@@ -594,13 +594,14 @@ class UARE:
         removed = job.removes()
         return self.branches.get(removed[0]) if len(removed) == 1 else None
 
-    def _run_branch(self, branch, x: torch.Tensor, job: "_Job") -> torch.Tensor:
-        """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output."""
+    def _run_branch(self, branch, x: torch.Tensor, job: "_Job", ticks: bool = True) -> torch.Tensor:
+        """(3, H, W) or a batch of canvases (N, 3, H, W) in [0, 1] -> the branch's output;
+        ticks: each pass over each tile is a unit of restore's progress."""
         job.branch_used = branch.cfg.type
         n = self._branch_ensemble(branch, job)
 
         def run(tiles: torch.Tensor) -> torch.Tensor:
-            tick = (lambda: job.on_step(len(tiles))) if job.on_step else None
+            tick = (lambda: job.on_step(len(tiles))) if ticks and job.on_step else None
             return self_ensemble(branch, tiles.to(self.device, self.dtype), n, tick).float().clamp(0, 1).cpu()
 
         if x.dim() == 4:
@@ -693,7 +694,7 @@ class UARE:
         restored, cond = self._restored_latents(tiles, job)
         branch = self._branch_for(job)
         if branch is not None:   # analyse-then-restore of one canvas: the analysis decides now
-            return self._run_branch(branch, tiles, job)
+            return self._run_branch(branch, tiles, job, ticks=False)   # the bar counted the sampler's steps
         removed = job.removes()
         refine = job.refine and self.refiner.cfg.applies(removed, job.analyze)   # uare.model.refiner
         pixels = decoded = self._decode(restored)
