@@ -53,6 +53,7 @@ from pretrain_vit import sample  # noqa: E402  (restoration-like crops: random p
 
 from uare import UARE  # noqa: E402
 from uare.degradations import degrade  # noqa: E402
+from uare.degradations.ops import pil_to_tensor  # noqa: E402
 from uare.imageio import list_images, load_image  # noqa: E402
 from uare.model import UAREModel  # noqa: E402
 from uare.imageio import atomic_write  # noqa: E402
@@ -63,10 +64,6 @@ from uare.sampling import level_score  # noqa: E402
 
 VIEW = 128
 SEVERITIES = (0.25, 0.5, 0.75, 1.0)   # uare eval monotonic's levels in session 28's dev runs
-
-
-def _to_tensor(img) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
 class Reader:
@@ -105,7 +102,7 @@ def sweep(photos, rng: random.Random, typ: str, n_levels: int, phase: int | None
     copies = [region] + [degrade(region, f"single:{typ}:{s:.3f}", seed=seed)[0] for s in levels]
     fixed = phase is not None and rng.random() < share
     dy, dx = (phase, phase) if fixed else (rng.randrange(8), rng.randrange(8))
-    return [_to_tensor(c.crop((dx, dy, dx + VIEW, dy + VIEW))) for c in copies]
+    return [pil_to_tensor(c.crop((dx, dy, dx + VIEW, dy + VIEW)))[0] for c in copies]
 
 
 def heldout_srcc(pipe, reader: Reader, photos, types, seed: int = 0) -> dict:
@@ -237,7 +234,7 @@ def main(argv=None) -> int:
         gap = scores[:, i] - scores[:, j]
         rank = (args.tau * F.softplus((args.margin - gap) / args.tau)).mean()
         anchor = ((scores[:, 0] - teacher_score(views.view(args.sweeps, k, *views.shape[1:])[:, 0])) ** 2).mean()
-        crops = torch.stack([_to_tensor(sample(train, rng, rng.getrandbits(31), VIEW)[0])
+        crops = torch.stack([pil_to_tensor(sample(train, rng, rng.getrandbits(31), VIEW)[0])[0]
                              for _ in range(args.distill)]) * 2 - 1
         patches, pos = zip(*(patchify(x, m.cfg.vit) for x in crops))
         n = patches[0].shape[0]
