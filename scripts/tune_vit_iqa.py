@@ -1,7 +1,9 @@
 """Teach a trained model's ViT to show JPEG blocking (and keep noise and blur) to the
-language side that already reads quality, through that side, frozen.
+language side that already reads quality, through that side, frozen; with --train und,
+the understanding side (connector, und expert, its final norm) learns with the ViT.
 
     python scripts/tune_vit_iqa.py --model weights/uare-tiny -o runs/s28/vitq [--minutes 30]
+    python scripts/tune_vit_iqa.py --model weights/uare-tiny -o runs/s29/undq --train und
 
 Why: the shipped scores follow noise and blur but hardly JPEG (model card, "Where JPEG
 severity is (not) in the scores"): a linear probe finds JPEG severity weakly in the ViT's
@@ -24,6 +26,17 @@ Each step:
 - distillation: restoration-like crops (random presets at phase 0, what the restoration
   tiles show the ViT) keep the shipped ViT's output, since the generation side reads
   these tokens too; its relative error is printed so the cost is visible.
+
+--train und (session 29): through the frozen reader the ViT learned JPEG slowly and
+unsteadily (session 28), so the reader learns too, everything of the und path after the
+embeddings (lm_head and the token embeddings stay, so the level words keep their rows).
+The generation side reads the und tokens' keys and values at every layer, so restoration
+would move with them; the "keep" term holds it where it was: restoration contexts built as
+`restore` builds them (the VAE block, the ViT block, a simple instruction, or an analyse
+instruction with the analysis the data recipe writes for that crop, teacher-forced), the
+velocity at an inference time step distilled to the start model's (relative MSE), and the
+analysis tokens' next-token distributions too (KL), so what guided restoration generates
+keeps its wording.
 
 Held-out check (photos of --data never trained on, fixed seeds): assess's 5 views of a
 256 px region, per-photo SRCC(-severity, score) over clean + 0.25 / 0.5 / 0.75 / 1.0 per
@@ -52,26 +65,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain_vit import sample  # noqa: E402  (restoration-like crops: random presets)
 
 from uare import UARE  # noqa: E402
+from uare.data.build import MULTI_PRESETS, SINGLE_TYPES  # noqa: E402
+from uare.data.instructions import ANALYZE_INSTRUCTIONS, degradation_types  # noqa: E402
+from uare.data.responses import analysis  # noqa: E402
 from uare.degradations import degrade  # noqa: E402
 from uare.degradations.ops import pil_to_tensor  # noqa: E402
 from uare.imageio import list_images, load_image  # noqa: E402
 from uare.model import UAREModel  # noqa: E402
 from uare.imageio import atomic_write  # noqa: E402
 from uare.model.folder import _atomic_save  # noqa: E402
+from uare.model.patches import latents_to_tokens  # noqa: E402
 from uare.model.vit import patchify  # noqa: E402
-from uare.pipeline import ASSESS_QUESTION, SCORE_PREFIX, _mean_reading  # noqa: E402
-from uare.sampling import level_score  # noqa: E402
+from uare.pipeline import ASSESS_QUESTION, SCORE_PREFIX, _mean_reading, instruction_for  # noqa: E402
+from uare.sampling import flow_timesteps, level_score  # noqa: E402
 
 VIEW = 128
 SEVERITIES = (0.25, 0.5, 0.75, 1.0)   # uare eval monotonic's levels in session 28's dev runs
+
+
+def _grad(f):
+    """A model inference call without its no_grad decorator."""
+    return f.__wrapped__
 
 
 class Reader:
     """The level reading assess takes at "Overall the quality is", for a batch of views,
     with gradients (the model's inference calls are no_grad; their bodies are not)."""
 
-    def __init__(self, pipe):
-        self.m, tok = pipe.model, pipe.tok
+    def __init__(self, pipe, model=None):
+        self.m, tok = (pipe.model if model is None else model), pipe.tok
         self.question = tok.encode(ASSESS_QUESTION)
         self.head = [tok.bos_id, *tok.encode(SCORE_PREFIX)]
         self.ids = torch.tensor([s[0] for s in pipe.level_seqs])
@@ -80,14 +102,86 @@ class Reader:
         """(B, 3, S, S) in [0, 1] -> (B, 5) log P(level word), bad..excellent."""
         m = self.m
         ctx = m.new_context()
-        UAREModel.prefill_vit_image.__wrapped__(m, ctx, views * 2 - 1)
-        UAREModel.prefill_text.__wrapped__(m, ctx, self.question)
-        logits = UAREModel.extend_text.__wrapped__(m, ctx, self.head)
+        _grad(UAREModel.prefill_vit_image)(m, ctx, views * 2 - 1)
+        _grad(UAREModel.prefill_text)(m, ctx, self.question)
+        logits = _grad(UAREModel.extend_text)(m, ctx, self.head)
         return torch.log_softmax(logits.float(), -1)[:, self.ids]
 
     def score(self, views: torch.Tensor) -> torch.Tensor:
         """(B,) expected level, 1..5, as uare.sampling.level_score reads one view."""
         return torch.softmax(self.logp(views), -1) @ torch.arange(1.0, 6.0)
+
+
+def trained_parameters(m, part: str) -> dict:
+    """The parameters --train names, by state-dict name: the ViT, or with "und" also what
+    carries image and text tokens to the reading (connector and the und expert)."""
+    keep = ("vit.",) if part == "vit" else ("vit.", "connector.", "llm.norm.und.")
+    return {n: p for n, p in m.named_parameters()
+            if n.startswith(keep) or (part == "und" and ".experts.und." in n)}
+
+
+class Keeper:
+    """Restoration contexts as `restore` builds them, for the start model and the one in
+    training: the velocity at an inference time and, for an analyse prompt, the analysis
+    tokens' next-token log-probabilities."""
+
+    def __init__(self, pipe, teacher):
+        self.pipe, self.teacher = pipe, teacher
+        self.p = pipe.cfg.latent_patch_size
+        shift = pipe.cfg.timestep_shift if pipe.config.shift is None else pipe.config.shift
+        self.times = flow_timesteps(pipe.config.steps, shift)[:-1].tolist()   # where velocity is asked
+
+    def draw(self, photos, rng: random.Random, side: int = VIEW):
+        """A crop after a random preset (as pretrain_vit.sample draws them) with a simple
+        or an analyse prompt, its latent, and a noisy state on the way to it."""
+        a = photos[rng.randrange(len(photos))]
+        y, x = rng.randrange(a.height - side + 1), rng.randrange(a.width - side + 1)
+        region, seed = a.crop((x, y, x + side, y + side)), rng.getrandbits(31)
+        u = rng.random()
+        preset = (f"single:{rng.choice(SINGLE_TYPES)}" if u < 0.5 else rng.choice(MULTI_PRESETS) if u < 0.8
+                  else "realesrgan")
+        out, rec = degrade(region, preset, seed=seed)
+        if out.size != region.size:
+            out = out.resize(region.size, resample=3)
+        tok = self.pipe.tok
+        if rng.random() < 0.5:
+            instr, answer = rng.choice(ANALYZE_INSTRUCTIONS), tok.encode(analysis(rec, seed).text)
+        else:
+            instr, answer = instruction_for("auto", degradation_types(rec)), None
+        tile = pil_to_tensor(out)
+        with torch.no_grad():
+            latent = self.teacher.autoencoder.encode(tile * 2 - 1, sample=False)
+        anchor = latents_to_tokens(latent, self.p)
+        t = rng.choice(self.times)
+        g = torch.Generator().manual_seed(seed)
+        x_t = (1 - t) * anchor + t * torch.randn(anchor.shape, generator=g)
+        return dict(tile=tile, latent=latent, instr=tok.encode(instr), answer=answer, x_t=x_t, t=t, anchor=anchor,
+                    grid=(latent.shape[-2] // self.p, latent.shape[-1] // self.p))
+
+    def read(self, m, d: dict):
+        ctx = m.new_context()
+        _grad(UAREModel.prefill_vae_image)(m, ctx, d["latent"])
+        _grad(UAREModel.prefill_vit_image)(m, ctx, d["tile"] * 2 - 1)
+        _grad(UAREModel.prefill_text)(m, ctx, d["instr"])
+        logp = None
+        if d["answer"]:
+            c = m.cfg.llm
+            hidden = m._append_text(ctx, [c.bos_id, *d["answer"], c.eos_id])[0, :-1]
+            logp = torch.log_softmax(m.llm.lm_head(hidden).float(), -1)
+        v = _grad(UAREModel.velocity)(m, ctx, d["x_t"], d["t"], d["grid"], anchor=d["anchor"])
+        return logp, v.float()
+
+    def loss(self, m, drawn: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity relative MSE, analysis KL per token), means over the drawn contexts."""
+        vel, kl = [], []
+        for d in drawn:
+            with torch.no_grad():
+                want_lp, want_v = self.read(self.teacher, d)
+            lp, v = self.read(m, d)
+            vel.append(((v - want_v) ** 2).mean() / (want_v ** 2).mean())
+            if lp is not None:
+                kl.append((want_lp.exp() * (want_lp - lp)).sum(-1).mean())
+        return torch.stack(vel).mean(), (torch.stack(kl).mean() if kl else torch.zeros(()))
 
 
 def sweep(photos, rng: random.Random, typ: str, n_levels: int, phase: int | None, share: float):
@@ -125,9 +219,9 @@ def heldout_srcc(pipe, reader: Reader, photos, types, seed: int = 0) -> dict:
     return {t: (float(np.mean(v)), sum(r >= 0.9 - 1e-9 for r in v), len(v)) for t, v in out.items()}
 
 
-def write_folder(src: Path, out: Path, vit_state: dict, settings: dict) -> None:
-    """src's files into out, model.safetensors with vit.* replaced (its metadata kept) and
-    inference.json updated with `settings`."""
+def write_folder(src: Path, out: Path, trained: dict, settings: dict) -> None:
+    """src's files into out, model.safetensors with the `trained` tensors (state-dict names)
+    replaced (its metadata kept) and inference.json updated with `settings`."""
     out.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.is_file() and f.name != "model.safetensors":
@@ -135,7 +229,10 @@ def write_folder(src: Path, out: Path, vit_state: dict, settings: dict) -> None:
     with safe_open(str(src / "model.safetensors"), "pt") as f:
         meta = f.metadata()
     state = load_file(str(src / "model.safetensors"))
-    state.update({f"vit.{k}": v for k, v in vit_state.items()})
+    unknown = set(trained) - set(state)
+    if unknown:
+        raise KeyError(f"{src / 'model.safetensors'} has no {sorted(unknown)[:3]}")
+    state.update({k: v.detach().to(state[k].dtype).contiguous() for k, v in trained.items()})
     _atomic_save(state, out / "model.safetensors", meta)
     if settings:
         path = out / "inference.json"
@@ -148,8 +245,14 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=Path("weights/uare-tiny"))
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/train"))
-    ap.add_argument("--init", type=Path, help="start from this folder's ViT (a run to go on with); the "
-                    "teacher of the anchor and the distillation stays --model's")
+    ap.add_argument("--init", type=Path, help="start from this folder's weights (a run to go on with); the "
+                    "teacher of the anchor and the distillations stays --model")
+    ap.add_argument("--train", choices=["vit", "und"], default="vit",
+                    help="vit: the ViT alone; und: also the connector and the und expert (the reader)")
+    ap.add_argument("--lr-und", type=float, default=2e-5, help="learning rate of the und parameters")
+    ap.add_argument("--keep", type=int, default=-1, help="restoration contexts a step held to the start "
+                    "model's velocity and analysis (-1: 2 with --train und, else 0)")
+    ap.add_argument("--w-keep", type=float, default=1.0)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps too (0: time only)")
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -187,16 +290,25 @@ def main(argv=None) -> int:
     pipe = UARE.from_pretrained(args.model, device="cpu")
     m = pipe.model.float().eval()
     m.requires_grad_(False)
-    teacher = copy.deepcopy(m.vit)
+    teacher = copy.deepcopy(m)
+    trained = trained_parameters(m, args.train)
     if args.init:
         state = load_file(str(args.init / "model.safetensors"))
-        m.vit.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("vit.")})
-    m.vit.requires_grad_(True)
+        with torch.no_grad():
+            for n, t in trained.items():
+                t.copy_(state[n])
+    for t in trained.values():
+        t.requires_grad_(True)
+    n_keep = (2 if args.train == "und" else 0) if args.keep < 0 else args.keep
+    keeper = Keeper(pipe, teacher)
     phase = None if args.phase < 0 else args.phase
     pipe.config.iqa_view_phase = phase     # the check's views are assess's
     settings = {"iqa_view_phase": phase} if phase is not None else {}
     reader = Reader(pipe)
-    opt = torch.optim.AdamW(m.vit.parameters(), lr=args.lr, weight_decay=0.0)
+    vit = [t for n, t in trained.items() if n.startswith("vit.")]
+    und = [t for n, t in trained.items() if not n.startswith("vit.")]
+    opt = torch.optim.AdamW([{"params": vit, "lr": args.lr}] + ([{"params": und, "lr": args.lr_und}] if und else []),
+                            weight_decay=0.0)
     log = (args.out / "log.jsonl")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -211,16 +323,14 @@ def main(argv=None) -> int:
               flush=True)
         note({"step": step, "heldout": r, **({"final": True} if final else {})})
         if step:
-            write_folder(args.model, args.out, m.vit.state_dict(), settings)
+            write_folder(args.model, args.out, trained, settings)
+
+    start_reader = Reader(pipe, teacher)
 
     def teacher_score(views):
-        """The start ViT's scores (the anchor): the frozen copy swapped in for one reading."""
+        """The start model's scores (the anchor)."""
         with torch.no_grad():
-            m.vit, student = teacher, m.vit
-            try:
-                return reader.score(views)
-            finally:
-                m.vit = student
+            return start_reader.score(views)
 
     check(0)
     t0 = last_check = time.time()
@@ -240,19 +350,23 @@ def main(argv=None) -> int:
         n = patches[0].shape[0]
         flat, pos = torch.cat(patches), torch.cat(pos)
         with torch.no_grad():
-            target = teacher(flat, pos, [n] * len(crops))
+            target = teacher.vit(flat, pos, [n] * len(crops))
         got = m.vit(flat, pos, [n] * len(crops))
         distill = ((got - target) ** 2).mean() / (target ** 2).mean()
         loss = rank + args.w_anchor * anchor + args.w_distill * distill
+        if n_keep:
+            vel, kl = keeper.loss(m, [keeper.draw(train, rng) for _ in range(n_keep)])
+            loss = loss + args.w_keep * (vel + kl)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.vit.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(trained.values()), 1.0)
         opt.step()
         step += 1
         if step % 10 == 0:
             rec = {"step": step, "min": round((time.time() - t0) / 60, 2), "rank": round(rank.item(), 4),
                    "ordered": round(float((gap > 0).float().mean()), 3), "anchor": round(anchor.item(), 4),
-                   "distill_rel": round(distill.item(), 5)}
+                   "distill_rel": round(distill.item(), 5),
+                   **({"keep_vel_rel": round(vel.item(), 5), "keep_kl": round(kl.item(), 5)} if n_keep else {})}
             print(json.dumps(rec), flush=True)
             note(rec)
         if time.time() - last_check > args.check_every * 60:

@@ -228,3 +228,13 @@ def test_bad_usage_exits_with_2(model_dir, tmp_path, small_photo, capsys, monkey
     empty = tmp_path / "empty-dir"
     empty.mkdir()
     assert main(["assess", str(empty), "--model", str(model_dir)]) == 2
+
+
+def test_the_restore_bar_counts_passes_of_the_model_over_tiles(capsys):
+    # a branch's self-ensemble passes tick it as well as sampler steps: "step" misnamed them
+    from uare.commands.restore import step_bar
+
+    with step_bar("x.png") as tick:
+        tick(0, 8)
+    err = capsys.readouterr().err
+    assert "x.png" in err and "0/8" in err and "pass/s" in err

@@ -116,13 +116,14 @@ def output_paths(inputs: list[str], files: list[Path], out: str) -> dict[Path, P
 
 @contextmanager
 def step_bar(name: str):
-    """A sampler-step progress bar under the batch bar (a single image can take minutes)."""
+    """A progress bar under the batch bar (a single image can take minutes), in passes of
+    a model over a tile: a sampler step, or one self-ensemble pass of a branch."""
     bar = None
 
     def tick(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=name, unit="step", file=sys.stderr, leave=False,
+            bar = tqdm(total=total, desc=name, unit="pass", file=sys.stderr, leave=False,
                        dynamic_ncols=True, position=1)
         bar.update(done - bar.n)
 
