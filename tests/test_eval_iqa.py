@@ -79,7 +79,7 @@ def test_monotonic_sweep_scores_a_roughness_meter_as_perfectly_monotone(tmp_path
     assert len(both.records) == 2 * 2 * 2
     assert len(ResultCache(tmp_path / "two" / "cache.jsonl")) == 2 * 3   # clean scored once per image
     assert row["noise"] == pytest.approx(1.0) and row["noise_strict"] == pytest.approx(1.0)
-    assert row["noise_worst"] == pytest.approx(1.0)
+    assert row["noise_worst"] == pytest.approx(1.0) and row["noise_at"] == 1.0
     assert len(res.records) == 2 * 4                      # clean + 3 levels per image
     assert len(ResultCache(tmp_path / "run" / "cache.jsonl")) == 2 * 4
     assert (tmp_path / "run" / "monotonic.md").exists()
@@ -102,8 +102,18 @@ def test_monotonicity_reports_the_worst_image_beside_the_mean():
     recs = [{"method": "m", "type": "noise", "image": name, "level": lv, "quality": q}
             for name, qs in (("a", falls), ("b", falls), ("c", rises))
             for lv, q in zip([0.0, 0.25, 0.5, 1.0], qs)]
-    mean, strict, worst = monotonicity(recs, "m", "noise")
+    mean, strict, worst, at = monotonicity(recs, "m", "noise")
     assert mean == pytest.approx(1 / 3) and strict == pytest.approx(2 / 3) and worst == pytest.approx(-1.0)
+    assert at == pytest.approx(2 / 3)
+
+
+def test_one_swap_in_five_levels_meets_a_per_image_target_of_0_9():
+    # exactly 1 - 6 * 2 / 120 = 0.9, which scipy computes as 0.8999...
+    from uare.eval.iqa_tasks import PER_IMAGE_SRCC, monotonicity
+    recs = [{"method": "m", "type": "jpeg", "image": "a", "level": lv, "quality": q}
+            for lv, q in zip([0.0, 0.25, 0.5, 0.75, 1.0], [5.0, 4.0, 3.0, 1.0, 2.0])]
+    mean, strict, worst, at = monotonicity(recs, "m", "jpeg")
+    assert PER_IMAGE_SRCC == 0.9 and worst == 0.9 and mean == 0.9 and at == 1.0 and strict == 0.0
 
 
 class FakeModel:
