@@ -40,8 +40,8 @@ keeps its wording.
 
 Held-out check (photos of --data never trained on, fixed seeds): assess's 5 views of a
 256 px region, per-photo SRCC(-severity, score) over clean + 0.25 / 0.5 / 0.75 / 1.0 per
-type, as `uare eval monotonic` computes it. The output folder is --model with the new ViT
-weights (every other file copied), written after each check.
+type, as `uare eval monotonic` computes it. The output folder is --model with the trained
+weights replaced (every other tensor and file copied), written after each check.
 """
 from __future__ import annotations
 
@@ -132,8 +132,9 @@ class Keeper:
         self.times = flow_timesteps(pipe.config.steps, shift)[:-1].tolist()   # where velocity is asked
 
     def draw(self, photos, rng: random.Random, side: int = VIEW):
-        """A crop after a random preset (as pretrain_vit.sample draws them) with a simple
-        or an analyse prompt, its latent, and a noisy state on the way to it."""
+        """A crop after a random preset (a single type, a mix or Real-ESRGAN's, resized
+        back for x4) with a simple or an analyse prompt, its latent, and a noisy state on
+        the way to it."""
         a = photos[rng.randrange(len(photos))]
         y, x = rng.randrange(a.height - side + 1), rng.randrange(a.width - side + 1)
         region, seed = a.crop((x, y, x + side, y + side)), rng.getrandbits(31)
