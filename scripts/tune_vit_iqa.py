@@ -70,6 +70,7 @@ from uare.data.instructions import ANALYZE_INSTRUCTIONS, degradation_types  # no
 from uare.data.responses import analysis  # noqa: E402
 from uare.degradations import degrade  # noqa: E402
 from uare.degradations.ops import pil_to_tensor  # noqa: E402
+from uare.eval.iqa_tasks import PER_IMAGE_SRCC  # noqa: E402
 from uare.imageio import list_images, load_image  # noqa: E402
 from uare.model import UAREModel  # noqa: E402
 from uare.imageio import atomic_write  # noqa: E402
@@ -215,9 +216,9 @@ def heldout_srcc(pipe, reader: Reader, photos, types, seed: int = 0) -> dict:
                 for im in imgs:
                     pooled = _mean_reading(list(reader.logp(torch.stack(pipe._iqa_views(im)))))
                     scores.append(level_score(pooled, range(len(pooled))))
-                out[t].append(float(stats.spearmanr(-np.arange(len(imgs)), scores)[0]))
-    # 1e-9: a 5-point SRCC of 0.9 comes out as 0.8999...
-    return {t: (float(np.mean(v)), sum(r >= 0.9 - 1e-9 for r in v), len(v)) for t, v in out.items()}
+                # rounded as `uare eval monotonic` rounds: one swap in 5 levels is the 0.9 it is
+                out[t].append(round(float(stats.spearmanr(-np.arange(len(imgs)), scores)[0]), 12))
+    return {t: (float(np.mean(v)), sum(r >= PER_IMAGE_SRCC for r in v), len(v)) for t, v in out.items()}
 
 
 def write_folder(src: Path, out: Path, trained: dict, settings: dict) -> None:
