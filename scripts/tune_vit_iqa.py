@@ -116,9 +116,9 @@ class Reader:
 def trained_parameters(m, part: str) -> dict:
     """The parameters --train names, by state-dict name: the ViT, or with "und" also what
     carries image and text tokens to the reading (connector and the und expert)."""
-    keep = ("vit.",) if part == "vit" else ("vit.", "connector.", "llm.norm.und.")
+    prefixes = ("vit.",) if part == "vit" else ("vit.", "connector.", "llm.norm.und.")
     return {n: p for n, p in m.named_parameters()
-            if n.startswith(keep) or (part == "und" and ".experts.und." in n)}
+            if n.startswith(prefixes) or (part == "und" and ".experts.und." in n)}
 
 
 class Keeper:
